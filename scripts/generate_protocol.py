@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from kafka_schema import (  # noqa: E402
+from kafka_schema import (
     FieldSpec,
     MessageSpec,
     StructSpec,
@@ -164,7 +164,7 @@ class ModuleWriter:
             self.uses_records = True
         if f.is_array:
             py = f"list[{py}]"
-        if f.ever_nullable() or is_null_default(f.default) and f.default is not None:
+        if f.ever_nullable() or (is_null_default(f.default) and f.default is not None):
             py += " | None"
         return py
 
@@ -175,8 +175,6 @@ class ModuleWriter:
         if d is not None and is_null_default(d):
             return "None"
         if f.is_array:
-            if d is None and False:
-                return "None"
             self.uses_field = True
             return "field(default_factory=list)"
         if f.struct is not None:
@@ -209,7 +207,9 @@ class ModuleWriter:
         lines.append("@dataclass(slots=True)")
         if is_root:
             lines.append(f"class {s.name}(Message):")
-            what = {"request": "Request", "response": "Response"}.get(spec.kind, spec.kind.capitalize())
+            what = {"request": "Request", "response": "Response"}.get(
+                spec.kind, spec.kind.capitalize()
+            )
             key = f", api key {spec.api_key}" if spec.api_key is not None else ""
             lines.append(f'    """{what} message{key}, versions {self.version_text()}."""')
             lines.append("")
@@ -220,7 +220,9 @@ class ModuleWriter:
             hi = spec.valid_versions.high
             lines.append(f"    VALID_VERSIONS: ClassVar[tuple[int, int]] = ({lo}, {hi})")
             if not spec.flexible_versions.empty:
-                lines.append(f"    FLEXIBLE_FROM: ClassVar[int | None] = {spec.flexible_versions.low}")
+                lines.append(
+                    f"    FLEXIBLE_FROM: ClassVar[int | None] = {spec.flexible_versions.low}"
+                )
         else:
             lines.append(f"class {s.name}:")
             if s.about:
@@ -238,13 +240,13 @@ class ModuleWriter:
                 if note:
                     text = f"{text} ({note})" if text else f"({note})"
                 lines.append(f'    """{text}"""')
-        if not live and not is_root:
-            pass
 
     def field_note(self, f: FieldSpec) -> str:
         parts = []
         hi = self.spec.valid_versions.high
-        if f.versions.low > self.spec.valid_versions.low or (f.versions.high is not None and f.versions.high != hi):
+        if f.versions.low > self.spec.valid_versions.low or (
+            f.versions.high is not None and f.versions.high != hi
+        ):
             parts.append(f"versions {vtext(f.versions.low, f.versions.high)}")
         if not f.tagged_versions.empty:
             parts.append(f"tag {f.tag}")
@@ -263,13 +265,24 @@ class ModuleWriter:
         fmt = ">" + codes
         if fmt not in self.structs_used:
             self.structs_used[fmt] = "_" + "".join(
-                {"?": "BOOL", "b": "I8", "h": "I16", "H": "U16", "i": "I32", "I": "U32", "q": "I64", "d": "F64"}[c]
+                {
+                    "?": "BOOL",
+                    "b": "I8",
+                    "h": "I16",
+                    "H": "U16",
+                    "i": "I32",
+                    "I": "U32",
+                    "q": "I64",
+                    "d": "F64",
+                }[c]
                 + "_"
                 for c in codes
             ).rstrip("_")
         return self.structs_used[fmt]
 
-    def read_value(self, lay: FieldLayout, target: str, ind: str, buf: str = "buf", pos: str = "pos") -> list[str]:
+    def read_value(
+        self, lay: FieldLayout, target: str, ind: str, buf: str = "buf", pos: str = "pos"
+    ) -> list[str]:
         """Lines that read one non-fixed (or any, when alone) value of ``lay`` into ``target``."""
         f = lay.field
         cc = "compact_" if lay.compact else ""
@@ -287,11 +300,15 @@ class ModuleWriter:
             et = f.element_type
             if f.struct is not None:
                 self.imports.add("read_elements")
-                out.append(f"{inner}{target}, {pos} = read_elements({buf}, {pos}, n, _read_{lay.child})")
+                out.append(
+                    f"{inner}{target}, {pos} = read_elements({buf}, {pos}, n, _read_{lay.child})"
+                )
             elif et in FIXED:
                 code, size = FIXED[et]
                 self.imports.add("read_fixed_array")
-                out.append(f'{inner}{target}, {pos} = read_fixed_array({buf}, {pos}, n, "{code}", {size})')
+                out.append(
+                    f'{inner}{target}, {pos} = read_fixed_array({buf}, {pos}, n, "{code}", {size})'
+                )
             else:
                 self.imports.add("read_elements")
                 fn = self.scalar_reader(et, lay.compact, False, f.zero_copy)
@@ -334,7 +351,9 @@ class ModuleWriter:
         self.imports.add(fn)
         return fn
 
-    def emit_reader(self, s: StructSpec, suffix: str, version: int, layout: tuple[FieldLayout, ...]) -> None:
+    def emit_reader(
+        self, s: StructSpec, suffix: str, version: int, layout: tuple[FieldLayout, ...]
+    ) -> None:
         flexible = self.spec.flexible(version)
         body: list[str] = []
         ind = "    "
@@ -346,7 +365,11 @@ class ModuleWriter:
             if lay.field.type in FIXED and not lay.field.is_array:
                 run = [lay]
                 j = i + 1
-                while j < len(regular) and regular[j].field.type in FIXED and not regular[j].field.is_array:
+                while (
+                    j < len(regular)
+                    and regular[j].field.type in FIXED
+                    and not regular[j].field.is_array
+                ):
                     run.append(regular[j])
                     j += 1
                 if len(run) > 1:
@@ -367,7 +390,9 @@ class ModuleWriter:
                 self.imports.update(("read_uvarint", "read_tag_header"))
                 for lay in tagged:
                     f = lay.field
-                    body.append(f"{ind}{ident(f.name)}: {self.annotation(f)} = {self.default_value_expr(f)}")
+                    body.append(
+                        f"{ind}{ident(f.name)}: {self.annotation(f)} = {self.default_value_expr(f)}"
+                    )
                 body.append(f"{ind}count, pos = read_uvarint(buf, pos)")
                 body.append(f"{ind}for _ in range(count):")
                 body.append(f"{ind}    tag, start, end = read_tag_header(buf, pos)")
@@ -378,7 +403,9 @@ class ModuleWriter:
                     # A tagged value is read from a view that ends where its size says, so a
                     # lying size cannot make it read into the next field.
                     body.append(f"{ind}        sub, p = buf[:end], start")
-                    body.extend(self.read_value(lay, ident(lay.field.name), ind + "        ", "sub", "p"))
+                    body.extend(
+                        self.read_value(lay, ident(lay.field.name), ind + "        ", "sub", "p")
+                    )
                 body.append(f"{ind}    pos = end")
         args = ", ".join(f"{ident(lay.field.name)}={ident(lay.field.name)}" for lay in layout)
         body.append(f"{ind}return {s.name}({args}), pos")
@@ -457,7 +484,9 @@ class ModuleWriter:
         self.imports.add(fn)
         return fn
 
-    def emit_writer(self, s: StructSpec, suffix: str, version: int, layout: tuple[FieldLayout, ...]) -> None:
+    def emit_writer(
+        self, s: StructSpec, suffix: str, version: int, layout: tuple[FieldLayout, ...]
+    ) -> None:
         flexible = self.spec.flexible(version)
         body: list[str] = []
         ind = "    "
@@ -469,7 +498,11 @@ class ModuleWriter:
             if lay.field.type in FIXED and not lay.field.is_array:
                 run = [lay]
                 j = i + 1
-                while j < len(regular) and regular[j].field.type in FIXED and not regular[j].field.is_array:
+                while (
+                    j < len(regular)
+                    and regular[j].field.type in FIXED
+                    and not regular[j].field.is_array
+                ):
                     run.append(regular[j])
                     j += 1
                 if len(run) > 1:
@@ -501,7 +534,11 @@ class ModuleWriter:
                     else:
                         cond = f"{expr} != {default}"
                     body.append(f"{ind}if {cond}:")
-                    body.append(f"{ind}    chunks: Chunks = []" if not any("chunks: Chunks" in b for b in body) else f"{ind}    chunks = []")
+                    body.append(
+                        f"{ind}    chunks: Chunks = []"
+                        if not any("chunks: Chunks" in b for b in body)
+                        else f"{ind}    chunks = []"
+                    )
                     body.extend(self.write_value(lay, expr, ind + "    ", "chunks"))
                     body.append(f"{ind}    tagged.append(({f.tag}, chunks))")
                 body.append(f"{ind}write_tagged_fields(out, tagged)")
@@ -542,24 +579,28 @@ class ModuleWriter:
             self.emit_class(st, st is spec.root)
 
         tables = ["", ""]
-        root = ident(spec.root.name)
         reads = ", ".join(f"{v}: _read_{self.suffix[(spec.root.name, v)]}" for v in spec.versions)
         writes = ", ".join(f"{v}: _write_{self.suffix[(spec.root.name, v)]}" for v in spec.versions)
         tables.append(f"{spec.name}._readers = {{{reads}}}")
         tables.append(f"{spec.name}._writers = {{{writes}}}")
-        del root
 
         head = [HEADER.format(source=spec.source).rstrip("\n")]
         head.append(f'"""{spec.name}: {self.version_text()}.')
         head.append("")
-        head.append("Field docs are the schema's own ``about`` text (Apache Kafka, Apache License 2.0).")
+        head.append(
+            "Field docs are the schema's own ``about`` text (Apache Kafka, Apache License 2.0)."
+        )
         head.append('"""')
         head.append("")
         head.append("from __future__ import annotations")
         head.append("")
         if self.structs_used:
             head.append("import struct")
-        dc = "from dataclasses import dataclass, field" if self.uses_field else "from dataclasses import dataclass"
+        dc = (
+            "from dataclasses import dataclass, field"
+            if self.uses_field
+            else "from dataclasses import dataclass"
+        )
         head.append(dc)
         head.append("from typing import ClassVar")
         if self.uses_uuid:
@@ -684,7 +725,10 @@ def generate(schema_dir: Path, out_dir: Path) -> dict[Path, str]:
     for spec in specs:
         pkg = "internal_topics" if spec.name in internal else "messages"
         files[out_dir / pkg / f"{module_name(spec)}.py"] = ModuleWriter(spec).render()
-    for pkg, what in (("messages", "requests, responses, headers and data records"), ("internal_topics", "keys and values of __consumer_offsets and __transaction_state")):
+    for pkg, what in (
+        ("messages", "requests, responses, headers and data records"),
+        ("internal_topics", "keys and values of __consumer_offsets and __transaction_state"),
+    ):
         files[out_dir / pkg / "__init__.py"] = (
             HEADER.format(source="the schema folder")
             + f'"""Generated message classes: {what}.  Import modules directly; nothing is loaded here."""\n'
@@ -694,7 +738,9 @@ def generate(schema_dir: Path, out_dir: Path) -> dict[Path, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("schema_dir", nargs="?", type=Path, default=DEFAULT_SCHEMAS)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)

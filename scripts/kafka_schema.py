@@ -223,7 +223,9 @@ def load(path: Path) -> MessageSpec:
 
 def load_all(schema_dir: Path) -> list[MessageSpec]:
     """Every schema in ``schema_dir`` and its ``internal-topics/`` folder, sorted by name."""
-    paths = sorted(schema_dir.glob("*.json")) + sorted((schema_dir / "internal-topics").glob("*.json"))
+    paths = sorted(schema_dir.glob("*.json")) + sorted(
+        (schema_dir / "internal-topics").glob("*.json")
+    )
     return [load(p) for p in paths]
 
 

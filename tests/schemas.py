@@ -15,12 +15,16 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SCHEMA_DIR = Path(os.environ.get("KAFKA_SCHEMA_DIR", REPO.parent / "shared" / "kafka-message-schemas"))
+SCHEMA_DIR = Path(
+    os.environ.get("KAFKA_SCHEMA_DIR", REPO.parent / "shared" / "kafka-message-schemas")
+)
 
 sys.path.insert(0, str(REPO / "scripts"))
 
 import kafka_schema  # noqa: E402
 from generate_protocol import ident  # noqa: E402
+
+__all__ = ["SCHEMA_DIR", "all_specs", "ident", "kafka_schema", "require_schemas"]
 
 
 def require_schemas() -> Path:

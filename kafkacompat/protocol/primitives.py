@@ -274,7 +274,9 @@ def read_struct_marker(buf: memoryview, pos: int) -> tuple[bool, int]:
 # --- arrays of primitives ---------------------------------------------------------------
 
 
-def read_fixed_array(buf: memoryview, pos: int, n: int, code: str, size: int) -> tuple[list[int], int]:
+def read_fixed_array(
+    buf: memoryview, pos: int, n: int, code: str, size: int
+) -> tuple[list[int], int]:
     """``n`` fixed-width integers in one ``unpack_from`` call."""
     values = struct.unpack_from(f">{n}{code}", buf, pos)
     return list(values), pos + n * size

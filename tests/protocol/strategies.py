@@ -22,7 +22,9 @@ INTS = {
 
 def message_module(spec: kafka_schema.MessageSpec) -> Any:
     pkg = "internal_topics" if spec.source and _is_internal(spec) else "messages"
-    return importlib.import_module(f"kafkacompat.protocol.{pkg}.{kafka_schema.snake_case(spec.name)}")
+    return importlib.import_module(
+        f"kafkacompat.protocol.{pkg}.{kafka_schema.snake_case(spec.name)}"
+    )
 
 
 def _is_internal(spec: kafka_schema.MessageSpec) -> bool:

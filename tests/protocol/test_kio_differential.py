@@ -25,10 +25,10 @@ from tests.protocol.strategies import message_strategy
 from tests.schemas import all_specs, ident
 
 kio_index = pytest.importorskip("kio.index", reason="kio (test dependency) is not installed")
+from kio.schema.errors import ErrorCode as KioErrorCode  # noqa: E402
 from kio.schema.index import api_key_map, schema_name_map  # noqa: E402
 from kio.serial import entity_reader, entity_writer  # noqa: E402
 from kio.serial.errors import OutOfBoundValue  # noqa: E402
-from kio.schema.errors import ErrorCode as KioErrorCode  # noqa: E402
 from kio.static.constants import EntityType  # noqa: E402
 
 EXAMPLES = int(os.environ.get("KIO_EXAMPLES", "6"))
