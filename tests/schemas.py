@@ -21,10 +21,18 @@ SCHEMA_DIR = Path(
 
 sys.path.insert(0, str(REPO / "scripts"))
 
+import generate_protocol  # noqa: E402
 import kafka_schema  # noqa: E402
 from generate_protocol import ident  # noqa: E402
 
-__all__ = ["SCHEMA_DIR", "all_specs", "ident", "kafka_schema", "require_schemas"]
+__all__ = [
+    "SCHEMA_DIR",
+    "all_specs",
+    "generate_protocol",
+    "ident",
+    "kafka_schema",
+    "require_schemas",
+]
 
 
 def require_schemas() -> Path:
