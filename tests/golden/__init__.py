@@ -1,0 +1,1 @@
+"""Golden bytes: requests captured from real clients, decoded field by field."""
