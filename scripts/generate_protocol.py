@@ -739,7 +739,9 @@ def render_supported(specs: list[MessageSpec], specs_file: Path) -> str:
         up = spec.valid_versions
         up_text = vtext(up.low, up.high)
         if entry.get("upstream") != up_text:
-            problems.append(f"{name}: upstream {entry.get('upstream')!r} but the schema says {up_text!r}")
+            problems.append(
+                f"{name}: upstream {entry.get('upstream')!r} but the schema says {up_text!r}"
+            )
         ours = Versions.parse(entry.get("advertised", "none"))
         if ours.empty:
             if not entry.get("reason"):
@@ -802,7 +804,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("schema_dir", nargs="?", type=Path, default=DEFAULT_SCHEMAS)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--specs", type=Path, default=DEFAULT_SPECS, help="protocol_specs/apis.toml")
+    parser.add_argument(
+        "--specs", type=Path, default=DEFAULT_SPECS, help="protocol_specs/apis.toml"
+    )
     args = parser.parse_args(argv)
     if not args.schema_dir.is_dir():
         parser.error(f"no schema folder at {args.schema_dir}")
