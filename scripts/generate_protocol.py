@@ -100,6 +100,7 @@ class ModuleWriter:
         self.suffix: dict[tuple[str, int], str] = {}
         self.functions: list[str] = []
         self.uses_field = False
+        self.default_consts: dict[str, str] = {}
         self.uses_uuid = False
         self.uses_records = False
 
@@ -532,6 +533,12 @@ class ModuleWriter:
                         cond = f"{expr}"
                     elif default == "None":
                         cond = f"{expr} is not None"
+                    elif default.endswith("()"):
+                        # Compare against one shared default instance rather than
+                        # building a new one for every struct written.
+                        const = f"_DEFAULT_{ident(default[:-2]).upper()}"
+                        self.default_consts[const] = default
+                        cond = f"{expr} != {const}"
                     else:
                         cond = f"{expr} != {default}"
                     body.append(f"{ind}if {cond}:")
@@ -623,7 +630,11 @@ class ModuleWriter:
             consts.append("")
             for fmt, name in sorted(self.structs_used.items(), key=lambda kv: kv[1]):
                 consts.append(f'{name} = struct.Struct("{fmt}")')
-        return "\n".join(head + consts + self.lines + self.functions + tables) + "\n"
+        defaults = []
+        if self.default_consts:
+            defaults = ["", ""]
+            defaults += [f"{name} = {expr}" for name, expr in sorted(self.default_consts.items())]
+        return "\n".join(head + consts + self.lines + defaults + self.functions + tables) + "\n"
 
 
 def import_order(name: str) -> tuple[int, str]:

@@ -62,22 +62,27 @@ class FrameTooLargeError(DecodeError):
         self.limit = limit
 
 
+# Plain ints and a flat table: these run for every request and response.
+_CONTROLLED_SHUTDOWN = int(ApiKey.CONTROLLED_SHUTDOWN)
+_API_VERSIONS = int(ApiKey.API_VERSIONS)
+_NEVER = 1 << 15
+_FLEXIBLE_FROM = {
+    key: _NEVER if info.flexible_from is None else info.flexible_from for key, info in APIS.items()
+}
+
+
 def request_header_version(api_key: int, api_version: int) -> int:
-    if api_key == ApiKey.CONTROLLED_SHUTDOWN and api_version == 0:
-        return 0
-    info = APIS.get(api_key)
-    if info is not None and info.flexible_from is not None and api_version >= info.flexible_from:
+    if api_version >= _FLEXIBLE_FROM.get(api_key, _NEVER):
         return 2
+    if api_key == _CONTROLLED_SHUTDOWN and api_version == 0:
+        return 0
     return 1
 
 
 def response_header_version(api_key: int, api_version: int) -> int:
-    if api_key == ApiKey.API_VERSIONS:
+    if api_key == _API_VERSIONS:
         return 0
-    info = APIS.get(api_key)
-    if info is not None and info.flexible_from is not None and api_version >= info.flexible_from:
-        return 1
-    return 0
+    return 1 if api_version >= _FLEXIBLE_FROM.get(api_key, _NEVER) else 0
 
 
 def read_request_header(frame: memoryview) -> tuple[RequestHeader, int]:
@@ -110,7 +115,7 @@ def encode_request(header: RequestHeader, body: Message) -> bytes:
     out: Chunks = [b""]
     header.write(out, request_header_version(header.request_api_key, header.request_api_version))
     body.write(out, header.request_api_version)
-    out[0] = _SIZE.pack(sum(len(c) for c in out))
+    out[0] = _SIZE.pack(sum(map(len, out)))
     return b"".join(out)
 
 
@@ -125,7 +130,7 @@ def encode_response(api_key: int, api_version: int, correlation_id: int, body: M
         out, response_header_version(api_key, api_version)
     )
     body.write(out, api_version)
-    out[0] = _SIZE.pack(sum(len(c) for c in out))
+    out[0] = _SIZE.pack(sum(map(len, out)))
     return out
 
 

@@ -28,6 +28,7 @@ Records: TypeAlias = bytes | bytearray | memoryview
 T = TypeVar("T")
 
 ZERO_UUID = UUID(int=0)
+_ZERO_UUID_BYTES = bytes(16)
 
 INT8 = struct.Struct(">b")
 INT16 = struct.Struct(">h")
@@ -54,6 +55,8 @@ class DecodeError(ValueError):
 
 def read_uvarint(buf: memoryview, pos: int) -> tuple[int, int]:
     """An unsigned LEB128 varint of at most 5 bytes (Kafka's ``readUnsignedVarint``)."""
+    if pos < len(buf) and buf[pos] < 0x80:
+        return buf[pos], pos + 1  # lengths, counts and tags are nearly always one byte
     value = 0
     shift = 0
     while True:
@@ -69,9 +72,12 @@ def read_uvarint(buf: memoryview, pos: int) -> tuple[int, int]:
             raise DecodeError("varint longer than 5 bytes")
 
 
+_ONE_BYTE_UVARINTS = [bytes((i,)) for i in range(0x80)]
+
+
 def uvarint_bytes(value: int) -> bytes:
     if value < 0x80:
-        return bytes((value,))
+        return _ONE_BYTE_UVARINTS[value]
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
@@ -254,7 +260,9 @@ def read_uuid(buf: memoryview, pos: int) -> tuple[UUID, int]:
     end = pos + 16
     if end > len(buf):
         raise DecodeError("truncated uuid")
-    return UUID(bytes=buf[pos:end].tobytes()), end
+    raw = buf[pos:end].tobytes()
+    # Requests that name topics rather than ids carry the zero uuid; skip UUID() for it.
+    return (ZERO_UUID if raw == _ZERO_UUID_BYTES else UUID(bytes=raw)), end
 
 
 def write_uuid(out: Chunks, value: UUID) -> None:
@@ -302,6 +310,8 @@ def read_elements(
 
 def skip_tagged_fields(buf: memoryview, pos: int) -> int:
     """Reads a tagged-field section that the version defines no tags for."""
+    if pos < len(buf) and buf[pos] == 0:
+        return pos + 1  # the usual case: no tagged fields at all
     count, pos = read_uvarint(buf, pos)
     for _ in range(count):
         _tag, pos = read_uvarint(buf, pos)
@@ -326,6 +336,9 @@ def write_no_tagged_fields(out: Chunks) -> None:
 
 def write_tagged_fields(out: Chunks, fields: list[tuple[int, Chunks]]) -> None:
     """``fields`` in ascending tag order, each the chunks of one encoded value."""
+    if not fields:
+        out.append(_EMPTY_TAGS)
+        return
     out.append(uvarint_bytes(len(fields)))
     for tag, chunks in fields:
         out.append(uvarint_bytes(tag))

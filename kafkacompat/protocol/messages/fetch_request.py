@@ -137,6 +137,9 @@ class FetchRequest(Message):
     """Rack ID of the consumer making this request (versions 11+)"""
 
 
+_DEFAULT_REPLICA_STATE = ReplicaState()
+
+
 def _read_replica_state_v0(buf: memoryview, pos: int) -> tuple[ReplicaState, int]:
     return ReplicaState(), pos
 
@@ -604,7 +607,7 @@ def _write_fetch_request_v15(out: Chunks, m: FetchRequest) -> None:
         chunks: Chunks = []
         write_compact_string(chunks, m.cluster_id)
         tagged.append((0, chunks))
-    if m.replica_state != ReplicaState():
+    if m.replica_state != _DEFAULT_REPLICA_STATE:
         chunks = []
         _write_replica_state_v15(chunks, m.replica_state)
         tagged.append((1, chunks))
@@ -648,7 +651,7 @@ def _write_fetch_request_v17(out: Chunks, m: FetchRequest) -> None:
         chunks: Chunks = []
         write_compact_string(chunks, m.cluster_id)
         tagged.append((0, chunks))
-    if m.replica_state != ReplicaState():
+    if m.replica_state != _DEFAULT_REPLICA_STATE:
         chunks = []
         _write_replica_state_v15(chunks, m.replica_state)
         tagged.append((1, chunks))

@@ -163,6 +163,11 @@ class FetchResponse(Message):
     """Endpoints for all current-leaders enumerated in PartitionData, with errors NOT_LEADER_OR_FOLLOWER & FENCED_LEADER_EPOCH. (versions 16+, tag 0)"""
 
 
+_DEFAULT_EPOCH_END_OFFSET = EpochEndOffset()
+_DEFAULT_LEADER_ID_AND_EPOCH = LeaderIdAndEpoch()
+_DEFAULT_SNAPSHOT_ID = SnapshotId()
+
+
 def _read_epoch_end_offset_v0(buf: memoryview, pos: int) -> tuple[EpochEndOffset, int]:
     return EpochEndOffset(), pos
 
@@ -380,15 +385,15 @@ def _write_partition_data_v12(out: Chunks, m: PartitionData) -> None:
     out.append(_I32.pack(m.preferred_read_replica))
     write_compact_bytes(out, m.records)
     tagged: list[tuple[int, Chunks]] = []
-    if m.diverging_epoch != EpochEndOffset():
+    if m.diverging_epoch != _DEFAULT_EPOCH_END_OFFSET:
         chunks: Chunks = []
         _write_epoch_end_offset_v12(chunks, m.diverging_epoch)
         tagged.append((0, chunks))
-    if m.current_leader != LeaderIdAndEpoch():
+    if m.current_leader != _DEFAULT_LEADER_ID_AND_EPOCH:
         chunks = []
         _write_leader_id_and_epoch_v12(chunks, m.current_leader)
         tagged.append((1, chunks))
-    if m.snapshot_id != SnapshotId():
+    if m.snapshot_id != _DEFAULT_SNAPSHOT_ID:
         chunks = []
         _write_snapshot_id_v12(chunks, m.snapshot_id)
         tagged.append((2, chunks))

@@ -115,6 +115,9 @@ class FetchSnapshotResponse(Message):
     """Endpoints for all current-leaders enumerated in PartitionSnapshot (versions 1+, tag 0)"""
 
 
+_DEFAULT_LEADER_ID_AND_EPOCH = LeaderIdAndEpoch()
+
+
 def _read_snapshot_id_v0(buf: memoryview, pos: int) -> tuple[SnapshotId, int]:
     end_offset, epoch = _I64_I32.unpack_from(buf, pos)
     pos += 12
@@ -163,7 +166,7 @@ def _write_partition_snapshot_v0(out: Chunks, m: PartitionSnapshot) -> None:
     out.append(_I64_I64.pack(m.size, m.position))
     write_compact_bytes(out, m.unaligned_records)
     tagged: list[tuple[int, Chunks]] = []
-    if m.current_leader != LeaderIdAndEpoch():
+    if m.current_leader != _DEFAULT_LEADER_ID_AND_EPOCH:
         chunks: Chunks = []
         _write_leader_id_and_epoch_v0(chunks, m.current_leader)
         tagged.append((0, chunks))

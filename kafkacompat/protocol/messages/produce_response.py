@@ -121,6 +121,9 @@ class ProduceResponse(Message):
     """Endpoints for all current-leaders enumerated in PartitionProduceResponses, with errors NOT_LEADER_OR_FOLLOWER. (versions 10+, tag 0)"""
 
 
+_DEFAULT_LEADER_ID_AND_EPOCH = LeaderIdAndEpoch()
+
+
 def _read_batch_index_and_error_message_v0(buf: memoryview, pos: int) -> tuple[BatchIndexAndErrorMessage, int]:
     return BatchIndexAndErrorMessage(), pos
 
@@ -274,7 +277,7 @@ def _write_partition_produce_response_v10(out: Chunks, m: PartitionProduceRespon
         _write_batch_index_and_error_message_v9(out, record_errors_item)
     write_compact_string(out, m.error_message)
     tagged: list[tuple[int, Chunks]] = []
-    if m.current_leader != LeaderIdAndEpoch():
+    if m.current_leader != _DEFAULT_LEADER_ID_AND_EPOCH:
         chunks: Chunks = []
         _write_leader_id_and_epoch_v10(chunks, m.current_leader)
         tagged.append((0, chunks))

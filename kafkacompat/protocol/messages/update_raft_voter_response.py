@@ -58,6 +58,9 @@ class UpdateRaftVoterResponse(Message):
     """(tag 0)"""
 
 
+_DEFAULT_CURRENT_LEADER = CurrentLeader()
+
+
 def _read_current_leader_v0(buf: memoryview, pos: int) -> tuple[CurrentLeader, int]:
     leader_id, leader_epoch = _I32_I32.unpack_from(buf, pos)
     pos += 8
@@ -92,7 +95,7 @@ def _read_update_raft_voter_response_v0(buf: memoryview, pos: int) -> tuple[Upda
 def _write_update_raft_voter_response_v0(out: Chunks, m: UpdateRaftVoterResponse) -> None:
     out.append(_I32_I16.pack(m.throttle_time_ms, m.error_code))
     tagged: list[tuple[int, Chunks]] = []
-    if m.current_leader != CurrentLeader():
+    if m.current_leader != _DEFAULT_CURRENT_LEADER:
         chunks: Chunks = []
         _write_current_leader_v0(chunks, m.current_leader)
         tagged.append((0, chunks))
