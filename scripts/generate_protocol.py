@@ -361,29 +361,15 @@ class ModuleWriter:
         ind = "    "
         regular = [lay for lay in layout if not lay.tagged]
         tagged = sorted((lay for lay in layout if lay.tagged), key=lambda lay: lay.field.tag or 0)
-        i = 0
-        while i < len(regular):
-            lay = regular[i]
-            if lay.field.type in FIXED and not lay.field.is_array:
-                run = [lay]
-                j = i + 1
-                while (
-                    j < len(regular)
-                    and regular[j].field.type in FIXED
-                    and not regular[j].field.is_array
-                ):
-                    run.append(regular[j])
-                    j += 1
-                if len(run) > 1:
-                    codes = "".join(FIXED[r.field.type][0] for r in run)
-                    size = sum(FIXED[r.field.type][1] for r in run)
-                    names = ", ".join(ident(r.field.name) for r in run)
-                    body.append(f"{ind}{names} = {self.packer(codes)}.unpack_from(buf, pos)")
-                    body.append(f"{ind}pos += {size}")
-                    i = j
-                    continue
-            body.extend(self.read_value(lay, ident(lay.field.name), ind))
-            i += 1
+        for run in fixed_runs(regular):
+            if len(run) > 1:
+                codes = "".join(FIXED[r.field.type][0] for r in run)
+                size = sum(FIXED[r.field.type][1] for r in run)
+                names = ", ".join(ident(r.field.name) for r in run)
+                body.append(f"{ind}{names} = {self.packer(codes)}.unpack_from(buf, pos)")
+                body.append(f"{ind}pos += {size}")
+            else:
+                body.extend(self.read_value(run[0], ident(run[0].field.name), ind))
         if flexible:
             if not tagged:
                 self.imports.add("skip_tagged_fields")
@@ -494,27 +480,13 @@ class ModuleWriter:
         ind = "    "
         regular = [lay for lay in layout if not lay.tagged]
         tagged = sorted((lay for lay in layout if lay.tagged), key=lambda lay: lay.field.tag or 0)
-        i = 0
-        while i < len(regular):
-            lay = regular[i]
-            if lay.field.type in FIXED and not lay.field.is_array:
-                run = [lay]
-                j = i + 1
-                while (
-                    j < len(regular)
-                    and regular[j].field.type in FIXED
-                    and not regular[j].field.is_array
-                ):
-                    run.append(regular[j])
-                    j += 1
-                if len(run) > 1:
-                    codes = "".join(FIXED[r.field.type][0] for r in run)
-                    args = ", ".join(f"m.{ident(r.field.name)}" for r in run)
-                    body.append(f"{ind}out.append({self.packer(codes)}.pack({args}))")
-                    i = j
-                    continue
-            body.extend(self.write_value(lay, f"m.{ident(lay.field.name)}", ind))
-            i += 1
+        for run in fixed_runs(regular):
+            if len(run) > 1:
+                codes = "".join(FIXED[r.field.type][0] for r in run)
+                args = ", ".join(f"m.{ident(r.field.name)}" for r in run)
+                body.append(f"{ind}out.append({self.packer(codes)}.pack({args}))")
+            else:
+                body.extend(self.write_value(run[0], f"m.{ident(run[0].field.name)}", ind))
         if flexible:
             if not tagged:
                 self.imports.add("write_no_tagged_fields")
@@ -635,6 +607,18 @@ class ModuleWriter:
             defaults = ["", ""]
             defaults += [f"{name} = {expr}" for name, expr in sorted(self.default_consts.items())]
         return "\n".join(head + consts + self.lines + defaults + self.functions + tables) + "\n"
+
+
+def fixed_runs(layouts: list[FieldLayout]) -> list[list[FieldLayout]]:
+    """Consecutive fixed-width scalars grouped, so each group is one struct pack/unpack."""
+    runs: list[list[FieldLayout]] = []
+    for lay in layouts:
+        fixed = lay.field.type in FIXED and not lay.field.is_array
+        if fixed and runs and runs[-1][-1].field.type in FIXED and not runs[-1][-1].field.is_array:
+            runs[-1].append(lay)
+        else:
+            runs.append([lay])
+    return runs
 
 
 def import_order(name: str) -> tuple[int, str]:
