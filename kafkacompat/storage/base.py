@@ -1,0 +1,112 @@
+"""The storage interface: one partition's log, whatever keeps it (disk, memory, nothing).
+
+Vocabulary is Kafka's: the *log start offset* is the first offset still readable, the
+*log end offset* (LEO) the offset the next appended record gets, the *high watermark*
+the end of what consumers may read (equal to the LEO on a single-replica broker), the
+*recovery point* the offset below which everything is known to be fsync'd.
+
+Engines: ``disk`` (kafkacompat.storage.log.Log, Kafka's segment files), ``memory``
+(kafkacompat.storage.memory.MemoryLog) and ``null`` (acknowledges, keeps nothing; the
+protocol layer's speed ceiling).  Storage tests are written once and run on every engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from kafkacompat.errors import ErrorCode, KafkaProtocolError
+
+NO_TIMESTAMP = -1
+
+
+class OffsetOutOfRangeError(KafkaProtocolError):
+    error_code = ErrorCode.OFFSET_OUT_OF_RANGE
+
+
+@dataclass(frozen=True, slots=True)
+class AppendInfo:
+    """What a Produce response reports for one appended records blob."""
+
+    base_offset: int
+    last_offset: int
+    max_timestamp: int
+    log_append_time: int
+    """The broker time stamped into LogAppendTime batches, else -1."""
+    log_start_offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileRegion:
+    """Bytes of a segment file, for ``os.sendfile`` (zero-copy) or ``os.pread``."""
+
+    path: str
+    position: int
+    length: int
+
+    def read(self) -> bytes:
+        with open(self.path, "rb") as f:
+            f.seek(self.position)
+            return f.read(self.length)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    """Whole batches from ``offset`` on; ``records`` is empty at the log end."""
+
+    records: FileRegion | bytes
+    high_watermark: int
+    log_start_offset: int
+
+    def __len__(self) -> int:
+        r = self.records
+        return r.length if isinstance(r, FileRegion) else len(r)
+
+
+@dataclass(frozen=True, slots=True)
+class TimestampOffset:
+    timestamp: int
+    offset: int
+
+
+class PartitionLog(Protocol):
+    """One partition's log."""
+
+    @property
+    def log_start_offset(self) -> int: ...
+    @property
+    def log_end_offset(self) -> int: ...
+    @property
+    def high_watermark(self) -> int: ...
+
+    def append(
+        self, records: bytearray | memoryview, *, leader_epoch: int, now_ms: int
+    ) -> AppendInfo:
+        """Validates and appends a producer's records blob (one or more RecordBatch v2),
+        assigning offsets from the LEO and stamping the leader epoch in place."""
+        ...
+
+    def read(self, offset: int, max_bytes: int) -> ReadResult:
+        """Whole batches starting at the one holding ``offset``, up to ``max_bytes`` but
+        always at least one batch (KIP-74).  OffsetOutOfRangeError below the log start
+        or above the LEO; empty at the LEO."""
+        ...
+
+    def offset_for_timestamp(self, timestamp: int) -> TimestampOffset | None:
+        """The first offset whose batch max timestamp is >= ``timestamp`` (ListOffsets)."""
+        ...
+
+    def max_timestamp_offset(self) -> TimestampOffset | None:
+        """The offset carrying the largest timestamp (ListOffsets -3, KIP-734)."""
+        ...
+
+    def delete_records_before(self, offset: int) -> int:
+        """DeleteRecords: advance the log start offset; returns the new one."""
+        ...
+
+    def apply_retention(self, now_ms: int) -> int:
+        """Delete whole old segments past retention.ms / retention.bytes; returns how many."""
+        ...
+
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
