@@ -1,0 +1,534 @@
+"""One partition's log on disk: a directory ``<topic>-<partition>/`` of segments (Kafka's
+``UnifiedLog`` + ``LocalLog`` + ``LogLoader``, single replica).
+
+Theory of operation.
+
+*Append.* A producer's blob is walked batch by batch (frame + CRC via the records layer, then
+Kafka's client-batch checks), offsets are assigned from the log end offset and the leader epoch
+stamped in place (both outside the CRC), LogAppendTime re-stamps the max timestamp (inside the
+CRC, so it is recomputed), and the whole blob reaches the active segment with one ``write``.
+No record is decoded. A ``write`` puts the bytes in the page cache, so a killed process loses
+nothing acknowledged; ``fsync`` happens on roll, flush, close, and optionally every
+``flush.messages`` messages / ``flush.ms`` milliseconds, as in Kafka.
+
+*Read.* Binary search the segment by base offset, then the segment's sparse index, then walk
+batch headers; the answer is a :class:`FileRegion` of whole batches inside one segment.
+
+*Recovery.* Everything below the *recovery point* was fsync'd and is trusted. After an unclean
+shutdown the segments from the one holding the recovery point on are revalidated batch by batch
+and cut at the first bad byte, so recovery time depends on the unflushed tail, not on the size
+of the log. The passes are numbered in :meth:`Log._load`.
+
+*Time* is always passed in (``now_ms``); nothing here reads the wall clock.
+
+*Descriptors.* Index files are opened only for the moment of a flush or a load. A segment's
+``.log`` descriptor comes either from a shared ``fd_pool`` (``kafkacompat.storage.fdpool.FdPool``:
+borrowed per system call, so the pool bounds open files across all partitions), or, without
+one, is opened lazily through ``opener`` and kept until :meth:`Log.close_handles` (which closes
+every inactive segment's descriptor) or :meth:`Log.close`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import re
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+from kafkacompat.errors import ErrorCode
+from kafkacompat.records.batch import TimestampType, iter_batches
+from kafkacompat.records.errors import (
+    CorruptRecordError,
+    InvalidRecordError,
+    RecordTooLargeError,
+)
+from kafkacompat.storage.base import (
+    AppendInfo,
+    FileRegion,
+    OffsetOutOfRangeError,
+    ReadResult,
+    TimestampOffset,
+)
+from kafkacompat.storage.index import CorruptIndexError
+from kafkacompat.storage.segment import (
+    LOG_SUFFIX,
+    NO_TIMESTAMP,
+    FdSource,
+    LogSegment,
+    Opener,
+)
+
+LOG_APPEND_TIME: Final = "LogAppendTime"
+# Leftovers of interrupted renames, cleanings and deletions; Kafka deletes these on load.
+_STRAY_SUFFIXES: Final = (".tmp", ".deleted", ".cleaned", ".swap")
+_SEGMENT_FILE: Final = re.compile(r"^(\d{20})(\.log|\.index|\.timeindex)$")
+
+
+class LogSettings(Protocol):
+    """The topic configs a log obeys; ``kafkacompat.storage.config.LogConfig`` fits."""
+
+    @property
+    def segment_bytes(self) -> int: ...
+    @property
+    def segment_ms(self) -> int: ...
+    @property
+    def segment_index_bytes(self) -> int: ...
+    @property
+    def index_interval_bytes(self) -> int: ...
+    @property
+    def retention_ms(self) -> int: ...
+    @property
+    def retention_bytes(self) -> int: ...
+    @property
+    def message_timestamp_type(self) -> str: ...
+    @property
+    def flush_messages(self) -> int | None: ...
+    @property
+    def flush_ms(self) -> int | None: ...
+    @property
+    def max_message_bytes(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DefaultLogSettings:
+    """Kafka's defaults, for tests and for callers without a config object."""
+
+    segment_bytes: int = 1 << 30
+    segment_ms: int = 604_800_000
+    segment_index_bytes: int = 10_485_760
+    index_interval_bytes: int = 4096
+    retention_ms: int = 604_800_000
+    retention_bytes: int = -1
+    message_timestamp_type: str = "CreateTime"
+    flush_messages: int | None = None
+    flush_ms: int | None = None
+    max_message_bytes: int = 1_048_588
+
+
+class RecordBatchTooLargeError(InvalidRecordError):
+    """A produce blob larger than a whole segment (Kafka's RecordBatchTooLargeException)."""
+
+    error_code = ErrorCode.RECORD_LIST_TOO_LARGE
+
+
+class Log:
+    """A partition's segments on disk; implements :class:`kafkacompat.storage.base.PartitionLog`.
+
+    ``recovery_point`` and ``log_start_offset`` come from the manager's checkpoint files;
+    ``clean_shutdown`` from its clean-shutdown marker. Read :attr:`recovery_point` and
+    :attr:`log_start_offset` back to checkpoint them.
+    """
+
+    def __init__(
+        self,
+        directory: str,
+        settings: LogSettings | None = None,
+        *,
+        now_ms: int,
+        log_start_offset: int = 0,
+        recovery_point: int = 0,
+        clean_shutdown: bool = True,
+        opener: Opener = os.open,
+        fd_pool: FdSource | None = None,
+    ) -> None:
+        self.directory = directory
+        self.settings: LogSettings = settings if settings is not None else DefaultLogSettings()
+        self._opener = opener
+        self._fd_pool = fd_pool
+        self._segments: list[LogSegment] = []
+        self._base_offsets: list[int] = []
+        self._log_start_offset = log_start_offset
+        self._recovery_point = recovery_point
+        self._unflushed_messages = 0
+        self._last_flush_ms = now_ms
+        self.recovered_bytes_truncated = 0
+        os.makedirs(directory, exist_ok=True)
+        self._load(clean_shutdown)
+
+    # -- loading and recovery (Kafka's LogLoader) ------------------------------------------------
+
+    def _new_segment(self, base_offset: int) -> LogSegment:
+        return LogSegment(
+            self.directory,
+            base_offset,
+            index_interval_bytes=self.settings.index_interval_bytes,
+            max_index_size=self.settings.segment_index_bytes,
+            opener=self._opener,
+            fd_pool=self._fd_pool,
+        )
+
+    def _load(self, clean_shutdown: bool) -> None:
+        # Pass 1: list the directory; delete leftovers of interrupted operations and index
+        # files whose log is gone, and collect the segments' base offsets.
+        names = os.listdir(self.directory)
+        base_offsets: set[int] = set()
+        for name in names:
+            path = os.path.join(self.directory, name)
+            if name.endswith(_STRAY_SUFFIXES):
+                os.unlink(path)
+                continue
+            match = _SEGMENT_FILE.match(name)
+            if match and match.group(2) == LOG_SUFFIX:
+                base_offsets.add(int(match.group(1)))
+        for name in names:
+            match = _SEGMENT_FILE.match(name)
+            if match and match.group(2) != LOG_SUFFIX and int(match.group(1)) not in base_offsets:
+                os.unlink(os.path.join(self.directory, name))
+        self._segments = [self._new_segment(base) for base in sorted(base_offsets)]
+        self._base_offsets = [segment.base_offset for segment in self._segments]
+
+        # Pass 2: indexes that are missing or fail the O(1) sanity check are rebuilt from the
+        # log. Deeper checks (ordering, entries past the log end) run when a segment's indexes
+        # are first loaded, with the same remedy.
+        unflushed_from = self._first_unflushed_index(clean_shutdown)
+        for i, segment in enumerate(self._segments):
+            try:
+                segment.check_indexes()
+            except CorruptIndexError:
+                if i < unflushed_from:  # the rest are rebuilt by pass 3 anyway
+                    segment.rebuild_indexes()
+
+        # Pass 3: after an unclean shutdown, revalidate every batch written since the recovery
+        # point, truncate at the first invalid byte, and drop any later segment: the log must
+        # stay contiguous, and nothing after a hole can have been acknowledged as durable.
+        for i in range(unflushed_from, len(self._segments)):
+            segment = self._segments[i]
+            truncated = segment.recover()
+            self.recovered_bytes_truncated += truncated
+            if truncated:
+                for later in self._segments[i + 1 :]:
+                    self.recovered_bytes_truncated += later.size
+                    later.delete()
+                del self._segments[i + 1 :]
+                break
+        # An empty segment other than the last one holds nothing and would confuse lookups.
+        for segment in self._segments[:-1]:
+            if segment.is_empty:
+                segment.delete()
+        self._segments = [s for s in self._segments[:-1] if not s.is_empty] + self._segments[-1:]
+        self._base_offsets = [segment.base_offset for segment in self._segments]
+
+        # Pass 4: the log end offset comes from the last valid batch, and never sits below the
+        # log start offset (DeleteRecords may have moved it past everything on disk); in that
+        # case the log restarts empty at the log start offset, as Kafka's does.
+        if self._segments:
+            self._log_start_offset = max(self._log_start_offset, self._segments[0].base_offset)
+        if not self._segments or self._segments[-1].next_offset < self._log_start_offset:
+            for segment in self._segments:
+                segment.delete()
+            self._segments = [self._new_segment(self._log_start_offset)]
+            self._base_offsets = [self._log_start_offset]
+        if not clean_shutdown:
+            # Recovered bytes may still be only in the page cache; make them durable before
+            # claiming them below the recovery point.
+            for segment in self._segments[unflushed_from:]:
+                segment.flush()
+            self._recovery_point = self.log_end_offset
+        self._recovery_point = min(
+            max(self._recovery_point, self._log_start_offset), self.log_end_offset
+        )
+
+    def _first_unflushed_index(self, clean_shutdown: bool) -> int:
+        """Index of the segment holding the recovery point (len(segments) after a clean stop)."""
+        if clean_shutdown or not self._segments:
+            return len(self._segments)
+        return max(bisect.bisect_right(self._base_offsets, self._recovery_point) - 1, 0)
+
+    # -- offsets ---------------------------------------------------------------------------------
+
+    @property
+    def log_start_offset(self) -> int:
+        return self._log_start_offset
+
+    @property
+    def log_end_offset(self) -> int:
+        return self._segments[-1].next_offset
+
+    @property
+    def high_watermark(self) -> int:
+        # A single replica: everything appended is committed.
+        return self.log_end_offset
+
+    @property
+    def recovery_point(self) -> int:
+        """Offsets below this are fsync'd; checkpoint it (recovery-point-offset-checkpoint)."""
+        return self._recovery_point
+
+    @property
+    def active_segment(self) -> LogSegment:
+        return self._segments[-1]
+
+    @property
+    def segments(self) -> tuple[LogSegment, ...]:
+        return tuple(self._segments)
+
+    @property
+    def size_in_bytes(self) -> int:
+        return sum(segment.size for segment in self._segments)
+
+    # -- append ----------------------------------------------------------------------------------
+
+    def append(
+        self, records: bytearray | memoryview, *, leader_epoch: int, now_ms: int
+    ) -> AppendInfo:
+        view = memoryview(records)
+        if view.readonly:
+            view = memoryview(bytearray(view))  # stamps happen in place
+        settings = self.settings
+        # Validate everything before stamping anything: a blob is appended whole or not at all.
+        batches = list(iter_batches(view))
+        if not batches:
+            raise CorruptRecordError("produce request holds no record batches")
+        message_count = 0
+        for batch in batches:
+            batch.ensure_valid_from_client()
+            if batch.size_in_bytes > settings.max_message_bytes:
+                raise RecordTooLargeError(
+                    f"batch of {batch.size_in_bytes} bytes exceeds max.message.bytes "
+                    f"{settings.max_message_bytes}"
+                )
+            message_count += batch.records_count
+        if len(view) > settings.segment_bytes:
+            raise RecordBatchTooLargeError(
+                f"{len(view)} bytes of records exceed segment.bytes {settings.segment_bytes}"
+            )
+
+        base_offset = self.log_end_offset
+        log_append_time = now_ms if settings.message_timestamp_type == LOG_APPEND_TIME else -1
+        offset = base_offset
+        max_timestamp = NO_TIMESTAMP
+        for batch in batches:
+            batch.set_base_offset(offset)
+            batch.set_partition_leader_epoch(leader_epoch)
+            if log_append_time != -1:
+                batch.set_max_timestamp(TimestampType.LOG_APPEND_TIME, log_append_time)
+            max_timestamp = max(max_timestamp, batch.max_timestamp)
+            offset = batch.next_offset
+        last_offset = offset - 1
+
+        segment = self._maybe_roll(len(view), last_offset, now_ms)
+        segment.append(view, batches, now_ms)
+        self._unflushed_messages += message_count
+        self._maybe_flush_after_append(now_ms)
+        return AppendInfo(
+            base_offset=base_offset,
+            last_offset=last_offset,
+            max_timestamp=max_timestamp,
+            log_append_time=log_append_time,
+            log_start_offset=self._log_start_offset,
+        )
+
+    def _maybe_roll(self, size: int, last_offset: int, now_ms: int) -> LogSegment:
+        """Kafka's shouldRoll: full by bytes, old by segment.ms, full indexes, or relative
+        offsets that would no longer fit an int32."""
+        segment = self.active_segment
+        if segment.is_empty:
+            return segment
+        settings = self.settings
+        rolling_base = segment.rolling_base_ms
+        if (
+            segment.size > settings.segment_bytes - size
+            or (rolling_base is not None and now_ms - rolling_base >= settings.segment_ms)
+            or segment.indexes_full
+            or segment.would_overflow_offsets(last_offset)
+        ):
+            return self.roll()
+        return segment
+
+    def roll(self) -> LogSegment:
+        """Close the active segment for appends and start one at the log end offset."""
+        old = self.active_segment
+        if old.is_empty:
+            return old
+        old.on_become_inactive()
+        # Kafka flushes the old segment asynchronously; here it is synchronous and moves the
+        # recovery point, so an unclean restart only revalidates the new active segment.
+        old.flush()
+        new_base = old.next_offset
+        new = self._new_segment(new_base)
+        for stale in (new.log_path, new.offset_index.path, new.time_index.path):
+            if os.path.exists(stale):  # cannot happen in a consistent directory; be safe
+                os.unlink(stale)
+        new.size = 0
+        self._segments.append(new)
+        self._base_offsets.append(new_base)
+        self._recovery_point = max(self._recovery_point, new_base)
+        return new
+
+    # -- durability ------------------------------------------------------------------------------
+
+    def _maybe_flush_after_append(self, now_ms: int) -> None:
+        settings = self.settings
+        if (
+            settings.flush_messages is not None
+            and self._unflushed_messages >= settings.flush_messages
+        ) or (settings.flush_ms is not None and now_ms - self._last_flush_ms >= settings.flush_ms):
+            self.flush(now_ms)
+
+    def maybe_flush(self, now_ms: int) -> bool:
+        """For the manager's periodic task: flush if ``flush.ms`` has elapsed."""
+        flush_ms = self.settings.flush_ms
+        if (
+            flush_ms is not None
+            and self._unflushed_messages
+            and now_ms - self._last_flush_ms >= flush_ms
+        ):
+            self.flush(now_ms)
+            return True
+        return False
+
+    def flush(self, now_ms: int | None = None) -> None:
+        """fsync everything above the recovery point and move it to the log end offset."""
+        first = max(bisect.bisect_right(self._base_offsets, self._recovery_point) - 1, 0)
+        for segment in self._segments[first:]:
+            segment.flush()
+        self._recovery_point = self.log_end_offset
+        self._unflushed_messages = 0
+        if now_ms is not None:
+            self._last_flush_ms = now_ms
+
+    def close_handles(self) -> None:
+        """Close every inactive segment's ``.log`` descriptor and drop its cached index
+        entries; both come back on next use."""
+        for segment in self._segments[:-1]:
+            segment.close_handles()
+            segment.offset_index.unload()
+            segment.time_index.unload()
+
+    def close(self) -> None:
+        self.flush()
+        for segment in self._segments:
+            segment.close_handles()
+
+    # -- read ------------------------------------------------------------------------------------
+
+    def _check_range(self, offset: int) -> None:
+        if offset < self._log_start_offset or offset > self.log_end_offset:
+            raise OffsetOutOfRangeError(
+                f"offset {offset} is outside [{self._log_start_offset}, {self.log_end_offset}]"
+            )
+
+    def read(self, offset: int, max_bytes: int) -> ReadResult:
+        self._check_range(offset)
+        i = bisect.bisect_right(self._base_offsets, offset) - 1
+        for segment in self._segments[max(i, 0) :]:
+            found = segment.read(offset, max_bytes)
+            if found is not None:
+                position, length = found
+                region: FileRegion | bytes = FileRegion(segment.log_path, position, length)
+                break
+        else:
+            region = b""
+        return ReadResult(region, self.high_watermark, self._log_start_offset)
+
+    def _first_record_at_or_after(
+        self, segment: LogSegment, position: int, size: int, timestamp: int, start_offset: int
+    ) -> TimestampOffset | None:
+        """Kafka returns the first *record*, not batch, at or after the timestamp: decode the
+        one batch found (the only per-record work ListOffsets needs)."""
+        batch = segment.read_batch(position, size)
+        for record in batch.iter_records():
+            if record.timestamp >= timestamp and record.offset >= start_offset:
+                return TimestampOffset(record.timestamp, record.offset)
+        return None
+
+    def offset_for_timestamp(self, timestamp: int) -> TimestampOffset | None:
+        """The first record at or after the log start with timestamp >= ``timestamp``.
+        The special ListOffsets timestamps (-1 latest, -2 earliest, -3 max) are the caller's."""
+        start = self._log_start_offset
+        for segment in self._segments:
+            if segment.next_offset <= start or segment.max_timestamp < timestamp:
+                continue
+            header = segment.find_batch_by_timestamp(timestamp, start)
+            if header is None:
+                continue
+            found = self._first_record_at_or_after(
+                segment, header.position, header.size, timestamp, start
+            )
+            if found is not None:
+                return found
+        return None
+
+    def max_timestamp_offset(self) -> TimestampOffset | None:
+        best: LogSegment | None = None
+        for segment in self._segments:
+            if segment.next_offset <= self._log_start_offset or segment.is_empty:
+                continue
+            if best is None or segment.max_timestamp > best.max_timestamp:
+                best = segment
+        if best is None:
+            return None
+        header = best.find_batch(best.offset_of_max_timestamp)
+        if header is None:
+            return None
+        found = self._first_record_at_or_after(
+            best, header.position, header.size, best.max_timestamp, self._log_start_offset
+        )
+        # The record itself may sit just below the log start inside its batch (as MemoryLog).
+        return found or TimestampOffset(
+            best.max_timestamp, max(header.base_offset, self._log_start_offset)
+        )
+
+    # -- deletion --------------------------------------------------------------------------------
+
+    def _delete_oldest(self, count: int) -> int:
+        """Delete the ``count`` oldest segments (never the active one); move the log start."""
+        count = min(count, len(self._segments) - 1)
+        for segment in self._segments[:count]:
+            segment.delete()
+        del self._segments[:count]
+        del self._base_offsets[:count]
+        self._log_start_offset = max(self._log_start_offset, self._segments[0].base_offset)
+        self._recovery_point = max(self._recovery_point, self._log_start_offset)
+        return max(count, 0)
+
+    def delete_records_before(self, offset: int) -> int:
+        if offset > self.high_watermark or offset < 0:
+            raise OffsetOutOfRangeError(
+                f"cannot delete records before {offset}: high watermark is {self.high_watermark}"
+            )
+        if offset > self._log_start_offset:
+            self._log_start_offset = offset
+            # Segments whose successor starts at or before the new log start hold nothing
+            # readable (Kafka's deleteLogStartOffsetBreachedSegments).
+            whole = bisect.bisect_right(self._base_offsets, offset) - 1
+            self._delete_oldest(whole)
+        return self._log_start_offset
+
+    def apply_retention(self, now_ms: int) -> int:
+        """Kafka's deleteRetentionMsBreachedSegments, then deleteRetentionSizeBreachedSegments:
+        whole segments from the oldest, stopping at the first that must stay."""
+        settings = self.settings
+        deleted = 0
+        if settings.retention_ms >= 0:
+            count = 0
+            for segment in self._segments[:-1]:
+                if now_ms - segment.max_timestamp <= settings.retention_ms:
+                    break
+                count += 1
+            deleted += self._delete_oldest(count)
+        if settings.retention_bytes >= 0:
+            excess = self.size_in_bytes - settings.retention_bytes
+            count = 0
+            for segment in self._segments[:-1]:
+                if excess - segment.size < 0:
+                    break
+                excess -= segment.size
+                count += 1
+            deleted += self._delete_oldest(count)
+        return deleted
+
+    def __repr__(self) -> str:
+        return (
+            f"Log({self.directory!r}, log_start_offset={self._log_start_offset}, "
+            f"log_end_offset={self.log_end_offset}, segments={len(self._segments)})"
+        )
+
+
+__all__ = [
+    "DefaultLogSettings",
+    "Log",
+    "LogSettings",
+    "RecordBatchTooLargeError",
+]

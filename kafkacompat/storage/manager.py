@@ -1,0 +1,511 @@
+"""LogManager: the data directory's owner. Topics, their partitions' logs, checkpoints, shutdown.
+
+Theory of operation (Kafka's ``LogManager`` for one broker and one log dir):
+
+1. ``start()``: create the directory, create or check ``meta.properties`` (a node.id mismatch
+   refuses to start), consume the ``.kafka_cleanshutdown`` marker (present = last shutdown was
+   clean; removing it now means a crash from here on leaves none), read the recovery-point and
+   log-start-offset checkpoints, load the persisted topics, remove stray partition folders
+   (left by a crash mid create/delete), and open every partition's log through the factory.
+2. Topic metadata is committed by one atomic file write per topic. Creation writes partition
+   folders first and the topic file last; deletion removes the topic file first and the
+   folders after. Either way a crash in between leaves only folders no topic claims, which
+   the next start deletes.
+3. ``checkpoint()`` writes the checkpoint files; ``shutdown()`` flushes, checkpoints, closes
+   every log and then writes the clean-shutdown marker, in that order.
+
+Engines: ``disk`` keeps partition folders and checkpoints; ``memory`` and ``null`` keep only
+topic metadata (so topics survive a restart, data does not). With ``data_dir=None`` nothing at
+all is persisted. Time comes from the injected ``now_ms`` callable.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import shutil
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal, Protocol, runtime_checkable
+
+from kafkacompat.errors import ErrorCode, KafkaProtocolError
+from kafkacompat.storage import files
+from kafkacompat.storage.base import PartitionLog
+from kafkacompat.storage.config import LogConfig
+from kafkacompat.storage.files import TopicPartition
+from kafkacompat.storage.memory import MemoryLog
+from kafkacompat.storage.null import NullLog
+
+Engine = Literal["disk", "memory", "null"]
+
+MAX_TOPIC_NAME_LENGTH: Final = 249  # Kafka's Topic.MAX_NAME_LENGTH: room for "-<partition>" etc.
+_LEGAL_TOPIC_CHARS: Final = re.compile(r"[a-zA-Z0-9._-]+")
+DEFAULT_RETENTION_CHECK_INTERVAL_MS: Final = 300_000  # log.retention.check.interval.ms
+
+
+class InvalidTopicError(KafkaProtocolError):
+    error_code = ErrorCode.INVALID_TOPIC_EXCEPTION
+
+
+class TopicExistsError(KafkaProtocolError):
+    error_code = ErrorCode.TOPIC_ALREADY_EXISTS
+
+
+class UnknownTopicOrPartitionError(KafkaProtocolError):
+    error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+
+
+class InvalidPartitionsError(KafkaProtocolError):
+    error_code = ErrorCode.INVALID_PARTITIONS
+
+
+def validate_topic_name(name: str) -> None:
+    """Kafka's ``Topic.validate``: INVALID_TOPIC_EXCEPTION with Kafka's wording."""
+    if not name:
+        raise InvalidTopicError("Topic name is illegal, it can't be empty")
+    if name in (".", ".."):
+        raise InvalidTopicError('Topic name cannot be "." or ".."')
+    if len(name) > MAX_TOPIC_NAME_LENGTH:
+        raise InvalidTopicError(
+            f"Topic name is illegal, it can't be longer than {MAX_TOPIC_NAME_LENGTH} characters, "
+            f"topic name: {name}"
+        )
+    if not _LEGAL_TOPIC_CHARS.fullmatch(name):
+        raise InvalidTopicError(
+            f'Topic name "{name}" is illegal, it contains a character other than ASCII '
+            "alphanumerics, '.', '_' and '-'"
+        )
+
+
+def collision_key(name: str) -> str:
+    """Kafka's ``Topic.unifyCollisionChars``: '.' and '_' collide in metric names."""
+    return name.replace(".", "_")
+
+
+@dataclass(frozen=True, slots=True)
+class LogSpec:
+    """Everything a factory needs to open one partition's log."""
+
+    topic: str
+    partition: int
+    topic_id: uuid.UUID
+    directory: Path | None
+    """``<data>/<topic>-<partition>``; None when nothing is persisted."""
+    config: LogConfig
+    recovery_point: int
+    log_start_offset: int
+    clean_shutdown: bool
+    now_ms: int
+
+
+LogFactory = Callable[[LogSpec], PartitionLog]
+
+
+@runtime_checkable
+class SupportsConfigUpdate(Protocol):
+    def update_config(self, config: LogConfig) -> None: ...
+
+
+def memory_log_factory(spec: LogSpec) -> PartitionLog:
+    return MemoryLog(spec.config)
+
+
+def null_log_factory(spec: LogSpec) -> PartitionLog:
+    return NullLog(spec.config)
+
+
+def disk_log_factory(spec: LogSpec) -> PartitionLog:
+    """The on-disk ``kafkacompat.storage.log.Log``, imported when first used so the memory and
+    null engines never load it."""
+    log_class: Any = importlib.import_module("kafkacompat.storage.log").Log
+    log: PartitionLog = log_class(
+        str(spec.directory),
+        spec.config,
+        now_ms=spec.now_ms,
+        log_start_offset=spec.log_start_offset,
+        recovery_point=spec.recovery_point,
+        clean_shutdown=spec.clean_shutdown,
+    )
+    return log
+
+
+def push_config(log: PartitionLog, config: LogConfig) -> None:
+    """Hand an altered config to a live log: ``update_config`` where the log has one, else its
+    ``settings`` attribute (the disk Log reads its settings on every append and roll)."""
+    if isinstance(log, SupportsConfigUpdate):
+        log.update_config(config)
+    elif hasattr(log, "settings"):
+        log.settings = config
+
+
+_DEFAULT_FACTORIES: Final[Mapping[str, LogFactory]] = {
+    "disk": disk_log_factory,
+    "memory": memory_log_factory,
+    "null": null_log_factory,
+}
+
+
+@dataclass(slots=True)
+class Topic:
+    """A topic as the manager holds it: identity, effective config and one log per partition."""
+
+    name: str
+    topic_id: uuid.UUID
+    config: LogConfig
+    logs: list[PartitionLog] = field(default_factory=list)
+
+    @property
+    def partitions(self) -> int:
+        return len(self.logs)
+
+    def record(self) -> files.TopicRecord:
+        return files.TopicRecord(self.name, self.topic_id, self.partitions, self.config.to_props())
+
+
+class LogManager:
+    """Owns a data directory: creates, loads, alters and deletes topics and their logs."""
+
+    def __init__(
+        self,
+        data_dir: Path | str | None,
+        node_id: int,
+        broker_config: Mapping[str, str] | None = None,
+        *,
+        engine: Engine = "disk",
+        now_ms: Callable[[], int],
+        log_factory: LogFactory | None = None,
+        cluster_id: str | None = None,
+    ) -> None:
+        if engine not in _DEFAULT_FACTORIES:
+            raise ValueError(f"unknown storage engine {engine!r}")
+        if engine == "disk" and data_dir is None:
+            raise ValueError("the disk engine needs a data directory")
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+        self.node_id = node_id
+        self.broker_config: Mapping[str, str] = dict(broker_config or {})
+        self.engine = engine
+        self.now_ms = now_ms
+        self._factory = log_factory or _DEFAULT_FACTORIES[engine]
+        self._requested_cluster_id = cluster_id
+        self.meta: files.MetaProperties | None = None
+        self.clean_shutdown = False
+        """Whether the previous run shut down cleanly (the marker was present at start)."""
+        self._topics: dict[str, Topic] = {}
+        self._by_id: dict[uuid.UUID, Topic] = {}
+        self._collisions: dict[str, str] = {}
+        self._recovery_points: dict[TopicPartition, int] = {}
+        self._started = False
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    @property
+    def _persists_partitions(self) -> bool:
+        return self.data_dir is not None and self.engine == "disk"
+
+    @property
+    def cluster_id(self) -> str:
+        if self.meta is None:
+            raise RuntimeError("LogManager.start() has not run")
+        return self.meta.cluster_id
+
+    def start(self) -> None:
+        data = self.data_dir
+        if data is None:
+            self.meta = files.MetaProperties(
+                self.node_id,
+                self._requested_cluster_id or files.uuid_to_base64(files.random_kafka_uuid()),
+                files.uuid_to_base64(files.random_kafka_uuid()),
+            )
+            self._started = True
+            return
+        data.mkdir(parents=True, exist_ok=True)
+        self.meta = files.ensure_meta_properties(data, self.node_id, self._requested_cluster_id)
+        self.clean_shutdown = files.consume_clean_shutdown(data)
+        recovery_points = files.read_checkpoint(data / files.RECOVERY_POINT_CHECKPOINT)
+        log_starts = files.read_checkpoint(data / files.LOG_START_OFFSET_CHECKPOINT)
+        records = files.read_topics(data)
+        if self._persists_partitions:
+            self._remove_strays(records)
+        now = self.now_ms()
+        for record in records:
+            config = LogConfig.from_props(record.configs, self.broker_config)
+            topic = Topic(record.name, record.topic_id, config)
+            for partition in range(record.partitions):
+                tp = (record.name, partition)
+                topic.logs.append(
+                    self._open_log(
+                        topic,
+                        partition,
+                        recovery_point=recovery_points.get(tp, 0),
+                        log_start_offset=log_starts.get(tp, 0),
+                        now_ms=now,
+                    )
+                )
+            self._register(topic)
+        self._started = True
+
+    def _open_log(
+        self,
+        topic: Topic,
+        partition: int,
+        *,
+        recovery_point: int,
+        log_start_offset: int,
+        now_ms: int,
+    ) -> PartitionLog:
+        directory = self._partition_dir(topic.name, partition)
+        self._recovery_points[(topic.name, partition)] = recovery_point
+        return self._factory(
+            LogSpec(
+                topic=topic.name,
+                partition=partition,
+                topic_id=topic.topic_id,
+                directory=directory,
+                config=topic.config,
+                recovery_point=recovery_point,
+                log_start_offset=log_start_offset,
+                clean_shutdown=self.clean_shutdown,
+                now_ms=now_ms,
+            )
+        )
+
+    def _partition_dir(self, topic: str, partition: int) -> Path | None:
+        if not self._persists_partitions or self.data_dir is None:
+            return None
+        return self.data_dir / files.partition_dir_name(topic, partition)
+
+    def _remove_strays(self, records: list[files.TopicRecord]) -> None:
+        """Delete folders no persisted topic claims: leftovers of a crash mid create/delete,
+        and ``-delete`` folders whose removal was interrupted."""
+        assert self.data_dir is not None
+        claimed = {(r.name, p): r.topic_id for r in records for p in range(r.partitions)}
+        for path in self.data_dir.iterdir():
+            if not path.is_dir() or path.name == files.TOPICS_DIR:
+                continue
+            if path.name.endswith(files.DELETE_SUFFIX):
+                shutil.rmtree(path, ignore_errors=True)
+                continue
+            tp = files.parse_partition_dir_name(path.name)
+            if tp is None:
+                continue
+            expected = claimed.get(tp)
+            if expected is None or files.read_partition_metadata(path) not in (None, expected):
+                self._delete_partition_dir(path, tp)
+
+    def _delete_partition_dir(self, path: Path, tp: TopicPartition) -> None:
+        # Rename first (one atomic step, as Kafka does) so a crash mid-rmtree leaves a folder
+        # that is obviously garbage rather than a half-deleted partition.
+        assert self.data_dir is not None
+        target = self.data_dir / files.delete_dir_name(tp[0], tp[1], uuid.uuid4())
+        path.rename(target)
+        shutil.rmtree(target, ignore_errors=True)
+
+    def _require_started(self) -> None:
+        if not self._started:
+            raise RuntimeError("LogManager.start() has not run")
+
+    # -- lookups ---------------------------------------------------------------------------------
+
+    def topics(self) -> Mapping[str, Topic]:
+        return self._topics
+
+    def topic(self, name: str) -> Topic:
+        try:
+            return self._topics[name]
+        except KeyError:
+            raise UnknownTopicOrPartitionError(
+                f"This server does not host this topic: {name}"
+            ) from None
+
+    def topic_by_id(self, topic_id: uuid.UUID) -> Topic | None:
+        return self._by_id.get(topic_id)
+
+    def get_log(self, topic: str, partition: int) -> PartitionLog:
+        """The partition's log; UNKNOWN_TOPIC_OR_PARTITION when this broker has none."""
+        found = self._topics.get(topic)
+        if found is None or not 0 <= partition < found.partitions:
+            raise UnknownTopicOrPartitionError(
+                f"This server does not host this topic-partition: {topic}-{partition}"
+            )
+        return found.logs[partition]
+
+    def logs(self) -> Iterator[tuple[TopicPartition, PartitionLog]]:
+        for topic in self._topics.values():
+            for partition, log in enumerate(topic.logs):
+                yield (topic.name, partition), log
+
+    # -- topic admin -----------------------------------------------------------------------------
+
+    def _register(self, topic: Topic) -> None:
+        self._topics[topic.name] = topic
+        self._by_id[topic.topic_id] = topic
+        self._collisions[collision_key(topic.name)] = topic.name
+
+    def _persist(self, topic: Topic) -> None:
+        if self.data_dir is not None:
+            files.write_topic(self.data_dir, topic.record())
+
+    def create_topic(
+        self,
+        name: str,
+        partitions: int,
+        configs: Mapping[str, str] | None = None,
+        topic_id: uuid.UUID | None = None,
+        *,
+        validate_only: bool = False,
+    ) -> Topic:
+        """CreateTopics for one topic. Errors as Kafka answers them: INVALID_TOPIC_EXCEPTION,
+        TOPIC_ALREADY_EXISTS, INVALID_PARTITIONS, INVALID_CONFIG."""
+        self._require_started()
+        validate_topic_name(name)
+        if name in self._topics:
+            raise TopicExistsError(f"Topic '{name}' already exists.")
+        colliding = self._collisions.get(collision_key(name))
+        if colliding is not None:
+            raise InvalidTopicError(f"Topic '{name}' collides with existing topic: {colliding}")
+        if partitions <= 0:
+            raise InvalidPartitionsError(
+                f"Number of partitions was set to an invalid non-positive value: {partitions}"
+            )
+        config = LogConfig.from_props(configs or {}, self.broker_config)
+        if topic_id is None:
+            topic_id = files.random_kafka_uuid()
+        elif topic_id.int == 0 or topic_id in self._by_id:
+            raise InvalidTopicError(f"topic id {files.uuid_to_base64(topic_id)} is not usable")
+        topic = Topic(name, topic_id, config)
+        if validate_only:
+            return topic
+        self._add_logs(topic, partitions)
+        self._persist(topic)  # the commit point: after this the topic exists across restarts
+        self._register(topic)
+        return topic
+
+    def _add_logs(self, topic: Topic, total: int) -> None:
+        now = self.now_ms()
+        for partition in range(topic.partitions, total):
+            directory = self._partition_dir(topic.name, partition)
+            if directory is not None:
+                if directory.exists():  # a stray from a crash; no topic owns it
+                    self._delete_partition_dir(directory, (topic.name, partition))
+                directory.mkdir()
+                files.write_partition_metadata(directory, topic.topic_id)
+            topic.logs.append(
+                self._open_log(topic, partition, recovery_point=0, log_start_offset=0, now_ms=now)
+            )
+
+    def add_partitions(self, name: str, total: int, *, validate_only: bool = False) -> Topic:
+        """CreatePartitions: grow to ``total`` partitions; shrinking is INVALID_PARTITIONS."""
+        self._require_started()
+        topic = self.topic(name)
+        if total <= topic.partitions:
+            raise InvalidPartitionsError(
+                f"Topic currently has {topic.partitions} partitions, which is higher than or "
+                f"equal to the requested {total}."
+            )
+        if not validate_only:
+            self._add_logs(topic, total)
+            self._persist(topic)
+        return topic
+
+    def alter_topic_config(
+        self,
+        name: str,
+        changes: Mapping[str, str | None],
+        *,
+        replace_all: bool = False,
+        validate_only: bool = False,
+    ) -> LogConfig:
+        """IncrementalAlterConfigs (``None`` deletes an override) or, with ``replace_all``,
+        AlterConfigs (the given overrides become the whole set). Persisted, then pushed to
+        every partition's log."""
+        self._require_started()
+        topic = self.topic(name)
+        overrides = {} if replace_all else dict(topic.config.overrides)
+        for key, value in changes.items():
+            if value is None:
+                overrides.pop(key, None)
+            else:
+                overrides[key] = value
+        config = LogConfig.from_props(overrides, self.broker_config)
+        if validate_only:
+            return config
+        topic.config = config
+        self._persist(topic)
+        for log in topic.logs:
+            push_config(log, config)
+        return config
+
+    def delete_topic(self, name: str) -> None:
+        """DeleteTopics: forget the topic (the commit point), then close and remove its logs."""
+        self._require_started()
+        topic = self.topic(name)
+        if self.data_dir is not None:
+            files.delete_topic_file(self.data_dir, topic.topic_id)
+        del self._topics[name]
+        del self._by_id[topic.topic_id]
+        self._collisions.pop(collision_key(name), None)
+        for partition, log in enumerate(topic.logs):
+            log.close()
+            self._recovery_points.pop((name, partition), None)
+            directory = self._partition_dir(name, partition)
+            if directory is not None and directory.exists():
+                self._delete_partition_dir(directory, (name, partition))
+
+    # -- durability and housekeeping -------------------------------------------------------------
+
+    def _recovery_point(self, tp: TopicPartition, log: PartitionLog) -> int:
+        # The disk log knows its own recovery point; otherwise the LEO at our last flush.
+        own = getattr(log, "recovery_point", None)
+        return own if isinstance(own, int) else self._recovery_points.get(tp, 0)
+
+    def flush(self) -> None:
+        for tp, log in self.logs():
+            end = log.log_end_offset
+            log.flush()
+            self._recovery_points[tp] = end
+
+    def checkpoint(self) -> None:
+        """Write recovery-point, log-start-offset and replication (high watermark) checkpoints."""
+        if not self._persists_partitions or self.data_dir is None:
+            return
+        recovery: dict[TopicPartition, int] = {}
+        starts: dict[TopicPartition, int] = {}
+        watermarks: dict[TopicPartition, int] = {}
+        for tp, log in self.logs():
+            recovery[tp] = self._recovery_point(tp, log)
+            starts[tp] = log.log_start_offset
+            watermarks[tp] = log.high_watermark
+        files.write_checkpoint(self.data_dir / files.RECOVERY_POINT_CHECKPOINT, recovery)
+        files.write_checkpoint(self.data_dir / files.LOG_START_OFFSET_CHECKPOINT, starts)
+        files.write_checkpoint(self.data_dir / files.REPLICATION_OFFSET_CHECKPOINT, watermarks)
+
+    def run_retention(self, now_ms: int) -> int:
+        """One pass of Kafka's retention check (scheduled every log.retention.check.interval.ms);
+        returns how many segments were deleted."""
+        deleted = 0
+        for _, log in self.logs():
+            deleted += log.apply_retention(now_ms)
+        return deleted
+
+    def shutdown(self) -> None:
+        """Flush, checkpoint, close, then mark the shutdown clean: the marker must come last,
+        since its presence tells the next start that recovery can be skipped."""
+        if not self._started:
+            return
+        self.flush()
+        self.checkpoint()
+        for _, log in self.logs():
+            log.close()
+        if self.data_dir is not None:
+            files.write_clean_shutdown(self.data_dir)
+        self._started = False
+
+    def with_broker_config(self, broker_config: Mapping[str, str]) -> None:
+        """Re-resolve every topic's config against new broker defaults (dynamic broker config)."""
+        self.broker_config = dict(broker_config)
+        for topic in self._topics.values():
+            topic.config = LogConfig.from_props(topic.config.overrides, self.broker_config)
+            for log in topic.logs:
+                push_config(log, topic.config)

@@ -1,0 +1,295 @@
+"""MemoryLog: a PartitionLog held in a Python list, with the disk log's semantics and no files.
+
+Batches are kept as the bytes a segment file would hold (offsets and leader epoch stamped),
+each with its base offset in a parallel list so reads bisect. Retention treats every batch as
+a segment of its own: Kafka deletes whole segments only, and a batch is the smallest unit
+that still keeps reads batch-aligned.
+
+Append validation is Kafka's ``LogValidator`` for v2 batches on the leader, minus
+recompression: frame and CRC, the client-batch rules, ``max.message.bytes`` per batch, and
+the timestamp bounds when ``message.timestamp.type=CreateTime``. Everything is checked before
+anything is stamped, so a refused append leaves the log and the caller's buffer unchanged.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator, Sequence
+
+from kafkacompat.errors import ErrorCode, KafkaProtocolError
+from kafkacompat.records.batch import RecordBatch, TimestampType, iter_batches
+from kafkacompat.records.errors import InvalidRecordError, RecordTooLargeError
+from kafkacompat.storage.base import (
+    NO_TIMESTAMP,
+    AppendInfo,
+    OffsetOutOfRangeError,
+    ReadResult,
+    TimestampOffset,
+)
+from kafkacompat.storage.config import LONG_MAX, LogConfig
+
+
+class InvalidTimestampError(KafkaProtocolError):
+    """A CreateTime record outside message.timestamp.before/after.max.ms of the broker's clock."""
+
+    error_code = ErrorCode.INVALID_TIMESTAMP
+
+
+def _timestamp_bounds(config: LogConfig) -> tuple[int, int] | None:
+    """(before, after) allowances in ms, or None when neither is limited."""
+    before = min(config.message_timestamp_before_max_ms, config.message_timestamp_difference_max_ms)
+    after = min(config.message_timestamp_after_max_ms, config.message_timestamp_difference_max_ms)
+    if before == LONG_MAX and after == LONG_MAX:
+        return None
+    return before, after
+
+
+def _check_timestamps(batch: RecordBatch, config: LogConfig, now_ms: int) -> None:
+    """KIP-937's bounds, checked on the header: the max timestamp against ``after`` and the base
+    timestamp (the first record's, which every client builder sets to the smallest) against
+    ``before``. Kafka checks each record; decoding every batch for that would put per-record
+    Python work on every produce, since Kafka 4.0's one-hour ``after`` default is always on."""
+    bounds = _timestamp_bounds(config)
+    if bounds is None:
+        return
+    before, after = bounds
+    if batch.max_timestamp == NO_TIMESTAMP:
+        return  # Kafka exempts records without a timestamp (-1) from both bounds
+    if batch.max_timestamp - now_ms > after:
+        raise InvalidTimestampError(
+            f"timestamp {batch.max_timestamp} is more than {after} ms after the broker time "
+            f"{now_ms} (message.timestamp.after.max.ms)"
+        )
+    oldest = min(batch.base_timestamp, batch.max_timestamp)
+    if oldest != NO_TIMESTAMP and now_ms - oldest > before:
+        raise InvalidTimestampError(
+            f"timestamp {oldest} is more than {before} ms before the broker time "
+            f"{now_ms} (message.timestamp.before.max.ms)"
+        )
+
+
+def validate_client_batches(
+    records: bytearray | memoryview, config: LogConfig, now_ms: int
+) -> list[RecordBatch]:
+    """Every check Kafka makes on a leader append, before anything is stamped."""
+    batches = list(iter_batches(records))
+    if not batches:
+        raise InvalidRecordError("no record batches to append")
+    for batch in batches:
+        batch.ensure_valid_from_client()
+        if batch.size_in_bytes > config.max_message_bytes:
+            raise RecordTooLargeError(
+                f"batch of {batch.size_in_bytes} bytes exceeds max.message.bytes "
+                f"{config.max_message_bytes}"
+            )
+        if not config.log_append_time:
+            _check_timestamps(batch, config, now_ms)
+    return batches
+
+
+def stamp_batches(
+    batches: Sequence[RecordBatch],
+    *,
+    log_end_offset: int,
+    leader_epoch: int,
+    config: LogConfig,
+    now_ms: int,
+) -> tuple[int, int]:
+    """Assign offsets from the LEO and stamp the leader epoch (and LogAppendTime); returns
+    (next offset, max timestamp)."""
+    next_offset = log_end_offset
+    max_timestamp = NO_TIMESTAMP
+    for batch in batches:
+        batch.set_base_offset(next_offset)
+        batch.set_partition_leader_epoch(leader_epoch)
+        if config.log_append_time:
+            batch.set_max_timestamp(TimestampType.LOG_APPEND_TIME, now_ms)
+        max_timestamp = max(max_timestamp, batch.max_timestamp)
+        next_offset = batch.next_offset
+    return next_offset, max_timestamp
+
+
+class MemoryLog:
+    """A PartitionLog in memory; nothing survives the process."""
+
+    def __init__(self, config: LogConfig | None = None, *, log_start_offset: int = 0) -> None:
+        self.config = config or LogConfig()
+        self._batches: list[bytes] = []
+        self._base_offsets: list[int] = []
+        self._last_offsets: list[int] = []
+        self._size = 0
+        self._log_start_offset = log_start_offset
+        self._log_end_offset = log_start_offset
+
+    # -- offsets ---------------------------------------------------------------------------------
+
+    @property
+    def log_start_offset(self) -> int:
+        return self._log_start_offset
+
+    @property
+    def log_end_offset(self) -> int:
+        return self._log_end_offset
+
+    @property
+    def high_watermark(self) -> int:
+        # A single replica is its own ISR: everything appended is committed.
+        return self._log_end_offset
+
+    @property
+    def recovery_point(self) -> int:
+        # Nothing to recover: memory is "flushed" the moment it is written.
+        return self._log_end_offset
+
+    @property
+    def size_in_bytes(self) -> int:
+        return self._size
+
+    def update_config(self, config: LogConfig) -> None:
+        self.config = config
+
+    # -- append ----------------------------------------------------------------------------------
+
+    def append(
+        self, records: bytearray | memoryview, *, leader_epoch: int, now_ms: int
+    ) -> AppendInfo:
+        batches = validate_client_batches(records, self.config, now_ms)
+        base_offset = self._log_end_offset
+        next_offset, max_timestamp = stamp_batches(
+            batches,
+            log_end_offset=base_offset,
+            leader_epoch=leader_epoch,
+            config=self.config,
+            now_ms=now_ms,
+        )
+        for batch in batches:
+            self._batches.append(batch.buffer.tobytes())
+            self._base_offsets.append(batch.base_offset)
+            self._last_offsets.append(batch.last_offset)
+            self._size += batch.size_in_bytes
+        self._log_end_offset = next_offset
+        return AppendInfo(
+            base_offset=base_offset,
+            last_offset=next_offset - 1,
+            max_timestamp=max_timestamp,
+            log_append_time=now_ms if self.config.log_append_time else NO_TIMESTAMP,
+            log_start_offset=self._log_start_offset,
+        )
+
+    # -- read ------------------------------------------------------------------------------------
+
+    def _check_range(self, offset: int) -> None:
+        if not self._log_start_offset <= offset <= self._log_end_offset:
+            raise OffsetOutOfRangeError(
+                f"offset {offset} is outside [{self._log_start_offset}, {self._log_end_offset}]"
+            )
+
+    def _index_of(self, offset: int) -> int:
+        """Index of the first batch whose last offset is >= ``offset``."""
+        return bisect.bisect_left(self._last_offsets, offset)
+
+    def read(self, offset: int, max_bytes: int) -> ReadResult:
+        self._check_range(offset)
+        out = bytearray()
+        for index in range(self._index_of(offset), len(self._batches)):
+            batch = self._batches[index]
+            # KIP-74: the first batch goes out whole even if larger than max_bytes, so a
+            # consumer can always make progress.
+            if out and len(out) + len(batch) > max_bytes:
+                break
+            out += batch
+            if len(out) >= max_bytes:
+                break
+        return ReadResult(bytes(out), self.high_watermark, self._log_start_offset)
+
+    def _iter_readable(self) -> Iterator[RecordBatch]:
+        for index in range(self._index_of(self._log_start_offset), len(self._batches)):
+            yield RecordBatch(self._batches[index])
+
+    def offset_for_timestamp(self, timestamp: int) -> TimestampOffset | None:
+        """Kafka's ``findOffsetByTimestamp``: the first *record* at or after ``timestamp``,
+        found by skipping batches on their max timestamp and decoding only the one that hits."""
+        for batch in self._iter_readable():
+            if batch.max_timestamp < timestamp:
+                continue
+            for record in batch.iter_records():
+                if record.timestamp >= timestamp and record.offset >= self._log_start_offset:
+                    return TimestampOffset(record.timestamp, record.offset)
+        return None
+
+    def max_timestamp_offset(self) -> TimestampOffset | None:
+        """KIP-734: the earliest record carrying the largest timestamp."""
+        best: RecordBatch | None = None
+        for batch in self._iter_readable():
+            if best is None or batch.max_timestamp > best.max_timestamp:
+                best = batch
+        if best is None:
+            return None
+        for record in best.iter_records():
+            if record.timestamp == best.max_timestamp and record.offset >= self._log_start_offset:
+                return TimestampOffset(record.timestamp, record.offset)
+        return TimestampOffset(best.max_timestamp, max(best.base_offset, self._log_start_offset))
+
+    # -- deletion --------------------------------------------------------------------------------
+
+    def _drop_front(self, count: int) -> None:
+        self._size -= sum(len(batch) for batch in self._batches[:count])
+        del self._batches[:count]
+        del self._base_offsets[:count]
+        del self._last_offsets[:count]
+        new_start = self._base_offsets[0] if self._batches else self._log_end_offset
+        self._log_start_offset = max(self._log_start_offset, new_start)
+
+    def delete_records_before(self, offset: int) -> int:
+        """DeleteRecords. -1 means the high watermark; beyond it is OFFSET_OUT_OF_RANGE, as in
+        Kafka's ``UnifiedLog.deleteRecordsOnLeader``. Whole batches below the new start go."""
+        if offset == -1:
+            offset = self.high_watermark
+        if offset < 0 or offset > self.high_watermark:
+            raise OffsetOutOfRangeError(
+                f"cannot delete records before {offset}: high watermark is {self.high_watermark}"
+            )
+        if offset > self._log_start_offset:
+            self._log_start_offset = offset
+            self._drop_front(self._index_of(offset))
+        return self._log_start_offset
+
+    def apply_retention(self, now_ms: int) -> int:
+        """Kafka's ``deleteOldSegments`` with one batch per segment: time first, then size.
+
+        Time retention deletes from the front while a batch's max timestamp is older than
+        retention.ms and stops at the first younger one; size retention deletes from the front
+        while the log would still be at least retention.bytes without the batch.
+        """
+        if not self.config.delete:
+            return 0
+        deleted = 0
+        retention_ms = self.config.retention_ms
+        if retention_ms >= 0:
+            count = 0
+            while (
+                count < len(self._batches)
+                and now_ms - RecordBatch(self._batches[count]).max_timestamp > retention_ms
+            ):
+                count += 1
+            self._drop_front(count)
+            deleted += count
+        retention_bytes = self.config.retention_bytes
+        if retention_bytes >= 0 and self._size >= retention_bytes:
+            diff = self._size - retention_bytes
+            count = 0
+            while count < len(self._batches) and diff - len(self._batches[count]) >= 0:
+                diff -= len(self._batches[count])
+                count += 1
+            self._drop_front(count)
+            deleted += count
+        return deleted
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self._batches.clear()
+        self._base_offsets.clear()
+        self._last_offsets.clear()
+        self._size = 0

@@ -1,0 +1,117 @@
+"""NullLog: acknowledges appends and keeps nothing, so benchmarks measure the protocol layer alone.
+
+It reads only what it needs to count records, each batch's length and lastOffsetDelta, so
+offsets advance exactly as on a real log; no CRC, no record validation, no storage. Fetches
+return no records at any valid offset.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Final
+
+from kafkacompat.records.batch import (
+    LAST_OFFSET_DELTA_OFFSET,
+    LENGTH_OFFSET,
+    LOG_OVERHEAD,
+    RECORD_BATCH_OVERHEAD,
+)
+from kafkacompat.records.errors import CorruptRecordError, InvalidRecordError
+from kafkacompat.storage.base import (
+    NO_TIMESTAMP,
+    AppendInfo,
+    OffsetOutOfRangeError,
+    ReadResult,
+    TimestampOffset,
+)
+from kafkacompat.storage.config import LogConfig
+
+_I32: Final = struct.Struct(">i")
+
+
+class NullLog:
+    """A PartitionLog that forgets everything it is given."""
+
+    def __init__(self, config: LogConfig | None = None, *, log_start_offset: int = 0) -> None:
+        self.config = config or LogConfig()
+        self._log_start_offset = log_start_offset
+        self._log_end_offset = log_start_offset
+
+    @property
+    def log_start_offset(self) -> int:
+        return self._log_start_offset
+
+    @property
+    def log_end_offset(self) -> int:
+        return self._log_end_offset
+
+    @property
+    def high_watermark(self) -> int:
+        return self._log_end_offset
+
+    def update_config(self, config: LogConfig) -> None:
+        self.config = config
+
+    def append(
+        self, records: bytearray | memoryview, *, leader_epoch: int, now_ms: int
+    ) -> AppendInfo:
+        view = memoryview(records).cast("B") if not isinstance(records, bytearray) else records
+        count = 0
+        position = 0
+        end = len(view)
+        while position < end:
+            if end - position < RECORD_BATCH_OVERHEAD:
+                raise CorruptRecordError(f"{end - position} trailing bytes are not a batch")
+            (batch_length,) = _I32.unpack_from(view, position + LENGTH_OFFSET)
+            (last_offset_delta,) = _I32.unpack_from(view, position + LAST_OFFSET_DELTA_OFFSET)
+            size = batch_length + LOG_OVERHEAD
+            if size < RECORD_BATCH_OVERHEAD or size > end - position:
+                raise CorruptRecordError(f"batch length {batch_length} does not fit the buffer")
+            if last_offset_delta < 0:
+                raise InvalidRecordError(f"negative last offset delta {last_offset_delta}")
+            count += last_offset_delta + 1
+            position += size
+        if count == 0:
+            raise InvalidRecordError("no record batches to append")
+        base_offset = self._log_end_offset
+        self._log_end_offset += count
+        log_append_time = now_ms if self.config.log_append_time else NO_TIMESTAMP
+        return AppendInfo(
+            base_offset=base_offset,
+            last_offset=self._log_end_offset - 1,
+            max_timestamp=log_append_time,
+            log_append_time=log_append_time,
+            log_start_offset=self._log_start_offset,
+        )
+
+    def read(self, offset: int, max_bytes: int) -> ReadResult:
+        if not self._log_start_offset <= offset <= self._log_end_offset:
+            raise OffsetOutOfRangeError(
+                f"offset {offset} is outside [{self._log_start_offset}, {self._log_end_offset}]"
+            )
+        return ReadResult(b"", self._log_end_offset, self._log_start_offset)
+
+    def offset_for_timestamp(self, timestamp: int) -> TimestampOffset | None:
+        return None
+
+    def max_timestamp_offset(self) -> TimestampOffset | None:
+        return None
+
+    def delete_records_before(self, offset: int) -> int:
+        if offset == -1:  # Kafka's "up to the high watermark"
+            offset = self._log_end_offset
+        if not 0 <= offset <= self._log_end_offset:
+            raise OffsetOutOfRangeError(
+                f"cannot delete before {offset}: high watermark is {self._log_end_offset}"
+            )
+        self._log_start_offset = max(self._log_start_offset, offset)
+        return self._log_start_offset
+
+    def apply_retention(self, now_ms: int) -> int:
+        return 0
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
