@@ -21,19 +21,19 @@ all is persisted. Time comes from the injected ``now_ms`` callable.
 
 from __future__ import annotations
 
-import importlib
 import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal, Protocol, runtime_checkable
+from typing import Final, Literal, Protocol, runtime_checkable
 
 from kafkacompat.errors import ErrorCode, KafkaProtocolError
 from kafkacompat.storage import files
 from kafkacompat.storage.base import PartitionLog
 from kafkacompat.storage.config import LogConfig
+from kafkacompat.storage.fdpool import FdPool
 from kafkacompat.storage.files import TopicPartition
 from kafkacompat.storage.memory import MemoryLog
 from kafkacompat.storage.null import NullLog
@@ -98,6 +98,8 @@ class LogSpec:
     log_start_offset: int
     clean_shutdown: bool
     now_ms: int
+    fd_pool: FdPool | None = None
+    """Shared by every disk log so 10,000 partitions fit under ``ulimit -n 1024``."""
 
 
 LogFactory = Callable[[LogSpec], PartitionLog]
@@ -117,18 +119,19 @@ def null_log_factory(spec: LogSpec) -> PartitionLog:
 
 
 def disk_log_factory(spec: LogSpec) -> PartitionLog:
-    """The on-disk ``kafkacompat.storage.log.Log``, imported when first used so the memory and
-    null engines never load it."""
-    log_class: Any = importlib.import_module("kafkacompat.storage.log").Log
-    log: PartitionLog = log_class(
+    # Imported here so that the memory and null engines never load the segment code.
+    from kafkacompat.storage.log import Log
+
+    assert spec.directory is not None, "the disk engine needs a data directory"
+    return Log(
         str(spec.directory),
         spec.config,
         now_ms=spec.now_ms,
         log_start_offset=spec.log_start_offset,
         recovery_point=spec.recovery_point,
         clean_shutdown=spec.clean_shutdown,
+        fd_pool=spec.fd_pool,
     )
-    return log
 
 
 def push_config(log: PartitionLog, config: LogConfig) -> None:
@@ -188,6 +191,7 @@ class LogManager:
         self.engine = engine
         self.now_ms = now_ms
         self._factory = log_factory or _DEFAULT_FACTORIES[engine]
+        self.fd_pool = FdPool() if engine == "disk" else None
         self._requested_cluster_id = cluster_id
         self.meta: files.MetaProperties | None = None
         self.clean_shutdown = False
@@ -268,6 +272,7 @@ class LogManager:
                 log_start_offset=log_start_offset,
                 clean_shutdown=self.clean_shutdown,
                 now_ms=now_ms,
+                fd_pool=self.fd_pool,
             )
         )
 
@@ -498,6 +503,8 @@ class LogManager:
         self.checkpoint()
         for _, log in self.logs():
             log.close()
+        if self.fd_pool is not None:
+            self.fd_pool.close_all()
         if self.data_dir is not None:
             files.write_clean_shutdown(self.data_dir)
         self._started = False
