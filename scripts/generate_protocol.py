@@ -692,7 +692,7 @@ def render_index(specs: list[MessageSpec]) -> str:
         rs = responses[key]
         assert rq.valid_versions == rs.valid_versions, rq.name
         flex = None if rq.flexible_versions.empty else rq.flexible_versions.low
-        listeners = tuple(rq_listeners.get(rq.name, ()))
+        listeners = rq.listeners
         lines.append(
             f"    {key}: ApiInfo({key}, {rq.name.removesuffix('Request')!r}, {rq.valid_versions.low}, "
             f"{rq.valid_versions.high}, {flex}, {rq.latest_version_unstable}, {listeners!r}, "
@@ -701,9 +701,6 @@ def render_index(specs: list[MessageSpec]) -> str:
         )
     lines.append("}")
     return "\n".join(lines) + "\n"
-
-
-rq_listeners: dict[str, list[str]] = {}
 
 
 class SpecError(ValueError):
@@ -767,14 +764,7 @@ def render_supported(specs: list[MessageSpec], specs_file: Path) -> str:
 
 def generate(schema_dir: Path, out_dir: Path, specs_file: Path = DEFAULT_SPECS) -> dict[Path, str]:
     """Renders every module; returns {path: text} without writing anything."""
-    import json
-
-    from kafka_schema import strip_comments
-
     specs = load_all(schema_dir)
-    for p in schema_dir.glob("*Request.json"):
-        raw = json.loads(strip_comments(p.read_text()))
-        rq_listeners[raw["name"]] = raw.get("listeners", [])
     files: dict[Path, str] = {}
     internal = {p.stem for p in (schema_dir / "internal-topics").glob("*.json")}
     for spec in specs:

@@ -118,6 +118,7 @@ class MessageSpec:
     valid_versions: Versions
     flexible_versions: Versions
     latest_version_unstable: bool
+    listeners: tuple[str, ...]
     root: StructSpec
     structs: dict[str, StructSpec] = field(default_factory=dict)
     source: str = ""
@@ -215,6 +216,7 @@ def load(path: Path) -> MessageSpec:
         valid_versions=Versions.parse(raw["validVersions"]),
         flexible_versions=Versions.parse(raw.get("flexibleVersions", "none")),
         latest_version_unstable=bool(raw.get("latestVersionUnstable", False)),
+        listeners=tuple(raw.get("listeners", ())),
         root=root,
         structs=structs,
         source=path.name,
