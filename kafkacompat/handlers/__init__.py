@@ -1,24 +1,26 @@
 """Request handlers, one module per API family, and the table the server dispatches on.
 
-Each module declares the ``API_KEY`` it serves and an ``async handle(ctx, request)``
-returning the response body.  Which versions are advertised is not decided here but in
-protocol_specs/apis.toml; a test checks that every advertised API has an entry below.
+Each module exports ``HANDLES``: api key -> ``async handle(ctx, request)`` returning the
+response body (None where the protocol sends none: Produce with acks=0).  Which versions are
+advertised is not decided here but in protocol_specs/apis.toml; a test checks that every
+advertised API has an entry below and every entry is advertised.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
 
 from kafkacompat.handlers import api_versions
-from kafkacompat.handlers.context import RequestContext
-from kafkacompat.protocol.message import Message
+from kafkacompat.handlers.context import Handler, RequestContext
 
-Handler = Callable[[RequestContext, Any], Awaitable[Message | None]]
-"""Returns the response body, or None where the protocol sends none (Produce acks=0)."""
+# One line per family module.
+_FAMILIES = (
+    api_versions.HANDLES,
+    # broker data path (metadata, produce, fetch, offsets, producer ids)
+    # admin (topics, configs, cluster, log dirs)
+    # consumer groups
+)
 
-HANDLERS: Mapping[int, Handler] = {
-    api_versions.API_KEY: api_versions.handle,
-}
+HANDLERS: Mapping[int, Handler] = {key: fn for family in _FAMILIES for key, fn in family.items()}
 
 __all__ = ["HANDLERS", "Handler", "RequestContext"]

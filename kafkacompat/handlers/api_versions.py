@@ -41,6 +41,9 @@ async def handle(ctx: RequestContext, request: ApiVersionsRequest) -> ApiVersion
     return ApiVersionsResponse(error_code=ErrorCode.NONE, api_keys=supported_api_versions())
 
 
+HANDLES = {API_KEY: handle}
+
+
 def unsupported_version_response() -> ApiVersionsResponse:
     """The answer to an ApiVersions version newer than ours, to be encoded as v0.
 

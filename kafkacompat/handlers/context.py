@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
+from kafkacompat.broker import Broker
+from kafkacompat.protocol.message import Message
 from kafkacompat.protocol.messages.request_header import RequestHeader
 
 
 @dataclass(frozen=True, slots=True)
 class RequestContext:
     header: RequestHeader
+    broker: Broker
     client_host: str = ""
 
     @property
@@ -19,3 +24,7 @@ class RequestContext:
     @property
     def client_id(self) -> str | None:
         return self.header.client_id
+
+
+Handler = Callable[[RequestContext, Any], Awaitable[Message | None]]
+"""Returns the response body, or None where the protocol sends none (Produce acks=0)."""

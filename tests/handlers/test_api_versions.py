@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import asyncio
 
+from kafkacompat.broker import Broker
+from kafkacompat.config import BrokerConfig
 from kafkacompat.errors import ErrorCode
 from kafkacompat.handlers import api_versions
 from kafkacompat.handlers.context import RequestContext
@@ -12,10 +14,12 @@ from kafkacompat.protocol.supported import SUPPORTED_VERSIONS
 
 
 def _ctx(version: int) -> RequestContext:
+    # ApiVersions consults no broker state; an unstarted memory broker stands in.
     return RequestContext(
         RequestHeader(
             request_api_key=18, request_api_version=version, correlation_id=7, client_id="t"
-        )
+        ),
+        Broker(BrokerConfig(), engine="memory"),
     )
 
 

@@ -1,0 +1,413 @@
+"""The network server: asyncio sockets, framing, dispatch, and the broker's lifecycle.
+
+Read path.  Each connection is a :class:`asyncio.BufferedProtocol`, so the event loop reads
+straight into our buffers: small frames land in a reused 64 KiB scratch buffer and are
+copied out; a frame larger than that gets a ``bytearray`` of exactly its size and the rest of
+its body is read directly into it, so a 1 MiB produce is copied from the kernel once.  The
+length prefix is checked against ``socket.request.max.bytes`` before any body is buffered.
+Frames are writable bytearrays because the log stamps offsets into produce batches in place.
+
+Order.  As Kafka does, a connection's requests are handled one at a time and answered in
+order; a long-polling Fetch parks only its own connection.  Reading pauses while too many
+requests are queued, which pushes back on a client through TCP.
+
+Write path.  Responses are lists of chunks (records stay views of their source) written with
+``writelines``.  Measured on loopback (issue 4): sendfile is no faster than read+write and
+uvloop has no sendfile, so record bytes are read from the segment with ``pread`` and written
+with the rest of the response.
+
+Failure.  A frame that cannot be parsed, names an unknown API or a version we do not speak
+(except ApiVersions, answered per KIP-511) closes the connection, as Kafka's SocketServer
+does; a handler that fails unexpectedly is logged and closes only its own connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ctypes
+import ctypes.util
+import logging
+import os
+import signal
+import struct
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kafkacompat.broker import Broker
+from kafkacompat.config import BrokerConfig
+from kafkacompat.handlers import HANDLERS
+from kafkacompat.handlers.api_versions import unsupported_version_response
+from kafkacompat.handlers.context import RequestContext
+from kafkacompat.protocol import request_class
+from kafkacompat.protocol.framing import (
+    encode_response,
+    read_request_header,
+)
+from kafkacompat.protocol.message import Message
+from kafkacompat.protocol.primitives import DecodeError
+from kafkacompat.protocol.supported import SUPPORTED_VERSIONS
+
+log = logging.getLogger("kafkacompat.server")
+
+_SIZE = struct.Struct(">i")
+_SCRATCH_SIZE = 64 * 1024
+_API_VERSIONS = 18
+_MAX_QUEUED_FRAMES = 16
+_MAX_QUEUED_BYTES = 64 * 1024 * 1024
+_SHUTDOWN_GRACE_S = 5.0
+
+
+def tune_allocator() -> None:
+    """Keep glibc from returning each large frame buffer to the kernel and faulting it back
+    in for the next one (about 366 page faults per 1 MiB frame with the defaults)."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return  # not glibc
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    mallopt(m_mmap_threshold, 256 * 1024 * 1024)
+    mallopt(m_trim_threshold, 512 * 1024 * 1024)
+
+
+class Connection(asyncio.BufferedProtocol):
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.broker = server.broker
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self.client_host = ""
+        self._scratch = bytearray(_SCRATCH_SIZE)
+        self._scratch_view = memoryview(self._scratch)
+        self._scratch_end = 0
+        self._frame: bytearray | None = None  # a large frame being read in place
+        self._frame_filled = 0
+        self._queue: collections.deque[bytearray] = collections.deque()
+        self._queued_bytes = 0
+        self._worker: asyncio.Task[None] | None = None
+        self._paused = False
+        self.closed = False
+        self.busy = False
+        self.last_active = time.monotonic()
+
+    # -- asyncio callbacks -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self.client_host = str(peer[0])
+            self.peer = f"{peer[0]}:{peer[1]}"
+        self.server.connections.add(self)
+        log.debug("connection from %s opened", self.peer)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.server.connections.discard(self)
+        self._queue.clear()
+        if self._worker is not None and not self._worker.done():
+            self._worker.cancel()
+        log.debug("connection from %s closed%s", self.peer, f": {exc}" if exc else "")
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self._frame is not None:
+            return memoryview(self._frame)[self._frame_filled :]
+        if self._scratch_end == _SCRATCH_SIZE:  # cannot happen: frames are cut out eagerly
+            raise RuntimeError("scratch buffer full")
+        return self._scratch_view[self._scratch_end :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.last_active = time.monotonic()
+        frame = self._frame
+        if frame is not None:
+            self._frame_filled += nbytes
+            if self._frame_filled == len(frame):
+                self._frame = None
+                self._enqueue(frame)
+            return
+        self._scratch_end += nbytes
+        self._cut_frames()
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too
+
+    # -- framing -----------------------------------------------------------------------------
+
+    def _cut_frames(self) -> None:
+        scratch = self._scratch
+        start, end = 0, self._scratch_end
+        limit = self.server.max_request_size
+        while end - start >= 4:
+            (size,) = _SIZE.unpack_from(scratch, start)
+            if size < 0 or size > limit:
+                log.warning(
+                    "closing connection from %s: request of %d bytes exceeds "
+                    "socket.request.max.bytes %d",
+                    self.peer,
+                    size,
+                    limit,
+                )
+                self.close()
+                return
+            body_start = start + 4
+            if end - body_start >= size:
+                self._enqueue(scratch[body_start : body_start + size])
+                start = body_start + size
+                continue
+            if 4 + size > _SCRATCH_SIZE:
+                # Too big for the scratch buffer: read the rest straight into its own buffer.
+                frame = bytearray(size)
+                have = end - body_start
+                frame[:have] = self._scratch_view[body_start:end]
+                self._frame, self._frame_filled = frame, have
+                start = end
+            break
+        if start:
+            remaining = end - start
+            scratch[:remaining] = self._scratch_view[start:end]
+            self._scratch_end = remaining
+        else:
+            self._scratch_end = end
+
+    def _enqueue(self, frame: bytearray) -> None:
+        if self.closed:
+            return
+        self._queue.append(frame)
+        self._queued_bytes += len(frame)
+        if (
+            len(self._queue) >= _MAX_QUEUED_FRAMES or self._queued_bytes >= _MAX_QUEUED_BYTES
+        ) and not self._paused:
+            assert self.transport is not None
+            self.transport.pause_reading()
+            self._paused = True
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.get_running_loop().create_task(self._work())
+
+    # -- request processing ------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        queue = self._queue
+        while queue and not self.closed:
+            frame = queue.popleft()
+            self._queued_bytes -= len(frame)
+            if self._paused and len(queue) < _MAX_QUEUED_FRAMES // 2:
+                assert self.transport is not None
+                self.transport.resume_reading()
+                self._paused = False
+            self.busy = True
+            try:
+                await self._handle(frame)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("closing connection from %s: request handling failed", self.peer)
+                self.close()
+                return
+            finally:
+                self.busy = False
+                self.last_active = time.monotonic()
+
+    async def _handle(self, frame: bytearray) -> None:
+        view = memoryview(frame)
+        try:
+            header, pos = read_request_header(view)
+        except DecodeError as exc:
+            log.warning("closing connection from %s: bad request header: %s", self.peer, exc)
+            self.close()
+            return
+        api_key, version = header.request_api_key, header.request_api_version
+        supported = SUPPORTED_VERSIONS.get(api_key)
+        if supported is None or api_key not in HANDLERS:
+            log.warning(
+                "closing connection from %s: api key %d (v%d) is not supported",
+                self.peer,
+                api_key,
+                version,
+            )
+            self.close()
+            return
+        body: Message | None
+        if not supported[0] <= version <= supported[1]:
+            if api_key != _API_VERSIONS:
+                log.warning(
+                    "closing connection from %s: api key %d v%d is outside %d-%d",
+                    self.peer,
+                    api_key,
+                    version,
+                    *supported,
+                )
+                self.close()
+                return
+            # KIP-511: answer a too-new ApiVersions in v0 so the client can pick again.
+            self._send(
+                encode_response(api_key, 0, header.correlation_id, unsupported_version_response())
+            )
+            return
+        try:
+            request = request_class(api_key).decode(view[pos:], version)
+        except DecodeError as exc:
+            log.warning(
+                "closing connection from %s: cannot parse api key %d v%d: %s",
+                self.peer,
+                api_key,
+                version,
+                exc,
+            )
+            self.close()
+            return
+        ctx = RequestContext(header, self.broker, self.client_host)
+        body = await HANDLERS[api_key](ctx, request)
+        if body is not None and not self.closed:
+            self._send(encode_response(api_key, version, header.correlation_id, body))
+
+    def _send(self, chunks: list[Any]) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.writelines(chunks)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            if self.transport is not None:
+                self.transport.close()
+
+
+class Server:
+    """Listens, serves connections, and runs the broker's scheduled housekeeping."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        config = broker.config
+        self.max_request_size: int = config.get("socket.request.max.bytes")
+        self.idle_ms: int = config.get("connections.max.idle.ms")
+        self.connections: set[Connection] = set()
+        self._servers: list[asyncio.Server] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self.bound: list[tuple[str, int]] = []
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for listener in self.broker.config.listeners:
+            server = await loop.create_server(
+                lambda: Connection(self),
+                host=listener.host or None,
+                port=listener.port,
+                reuse_address=True,
+                backlog=1024,
+            )
+            self._servers.append(server)
+            sockname = server.sockets[0].getsockname()
+            self.bound.append((str(sockname[0]), int(sockname[1])))
+        self.broker.bound = self.bound[0]
+        self._tasks = [
+            loop.create_task(self._every(self._idle_check_interval(), self._close_idle)),
+            loop.create_task(
+                self._every(
+                    self.broker.config.get("log.retention.check.interval.ms") / 1000,
+                    self.broker.run_retention,
+                )
+            ),
+            loop.create_task(self._every(1.0, self.broker.flush_due)),
+            loop.create_task(
+                self._every(
+                    max(self.broker.config.get("log.flush.offset.checkpoint.interval.ms"), 1000)
+                    / 1000,
+                    self.broker.checkpoint,
+                )
+            ),
+        ]
+
+    def _idle_check_interval(self) -> float:
+        if self.idle_ms < 0:
+            return 3600.0
+        return min(max(self.idle_ms / 4000, 0.05), 10.0)
+
+    async def _every(self, seconds: float, job: Callable[[], object]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                job()
+            except Exception:
+                log.exception("scheduled task %s failed", getattr(job, "__name__", job))
+
+    def _close_idle(self) -> None:
+        if self.idle_ms < 0:
+            return
+        deadline = time.monotonic() - self.idle_ms / 1000
+        for connection in list(self.connections):
+            if not connection.busy and connection.last_active < deadline:
+                log.debug(
+                    "closing connection from %s: idle for over %d ms", connection.peer, self.idle_ms
+                )
+                connection.close()
+
+    async def stop(self) -> None:
+        """Stop accepting, let in-flight requests finish (briefly), close, flush, checkpoint."""
+        for server in self._servers:
+            server.close()
+        for task in self._tasks:
+            task.cancel()
+        self.broker.append_waiters.wake_all()
+        deadline = time.monotonic() + _SHUTDOWN_GRACE_S
+        while any(c.busy for c in self.connections) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for connection in list(self.connections):
+            connection.close()
+        for server in self._servers:
+            await server.wait_closed()
+        self.broker.shutdown()
+
+
+def install_event_loop_policy() -> str:
+    """uvloop when installed (several times faster socket I/O here), else the stdlib loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return "asyncio"
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return "uvloop"
+
+
+async def serve(
+    config: BrokerConfig,
+    *,
+    engine: str = "disk",
+    ready: Callable[[Server], None] | None = None,
+) -> None:
+    """Run until SIGTERM or SIGINT."""
+    started = time.monotonic()
+    broker = Broker(config, engine=engine)  # type: ignore[arg-type]
+    broker.start()
+    server = Server(broker)
+    try:
+        await server.start()
+    except OSError:
+        broker.shutdown()
+        raise
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    bootstrap = ",".join(f"{host}:{port}" for host, port in server.bound)
+    log.info(
+        "kafkacompat broker %d listening on %s (bootstrap.servers=%s), storage %s, data dir %s, "
+        "cluster id %s; started in %.0f ms",
+        broker.node_id,
+        bootstrap,
+        bootstrap,
+        engine,
+        os.path.abspath(broker.data_dir) if engine == "disk" else "(none)",
+        broker.cluster_id,
+        (time.monotonic() - started) * 1000,
+    )
+    if ready is not None:
+        ready(server)
+    await stop.wait()
+    log.info("shutting down")
+    await server.stop()
+    log.info("stopped cleanly")
