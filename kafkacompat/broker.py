@@ -12,9 +12,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from kafkacompat.config import BrokerConfig
+from kafkacompat.storage.base import AppendInfo
 from kafkacompat.storage.manager import Engine, LogManager
 
 log = logging.getLogger(__name__)
@@ -66,6 +69,23 @@ class AppendWaiters:
         return len(self._waiters)
 
 
+class PartitionProducers(Protocol):
+    """One partition's idempotent-producer state, as the produce path uses it."""
+
+    def check(self, records: memoryview) -> DuplicateAppend | None:
+        """Before the append: the original append if this is a retried batch; raises
+        KafkaProtocolError for a sequence gap or a fenced epoch."""
+        ...
+
+    def update(self, records: memoryview, info: AppendInfo) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DuplicateAppend:
+    base_offset: int
+    log_append_time: int
+
+
 class Broker:
     """Everything a request handler may consult or change."""
 
@@ -90,6 +110,7 @@ class Broker:
             now_ms=now_ms,
         )
         self.append_waiters = AppendWaiters()
+        self.producers = self
         self.started = False
         self.bound: tuple[str, int] | None = None
         """Where the server actually listens (port 0 picks one); the advertised address
@@ -131,6 +152,9 @@ class Broker:
             maybe_flush = getattr(partition_log, "maybe_flush", None)
             if maybe_flush is not None:
                 maybe_flush(now)
+
+    def for_partition(self, topic: str, partition: int, log: object) -> PartitionProducers | None:
+        return None
 
     def checkpoint(self) -> None:
         self.logs.checkpoint()

@@ -33,13 +33,13 @@ import signal
 import struct
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from kafkacompat.broker import Broker
 from kafkacompat.config import BrokerConfig
 from kafkacompat.handlers import HANDLERS
 from kafkacompat.handlers.api_versions import unsupported_version_response
-from kafkacompat.handlers.context import RequestContext
+from kafkacompat.handlers.context import CloseConnection, RequestContext
 from kafkacompat.protocol import request_class
 from kafkacompat.protocol.framing import (
     encode_response,
@@ -98,8 +98,8 @@ class Connection(asyncio.BufferedProtocol):
     # -- asyncio callbacks -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.client_host = str(peer[0])
@@ -262,7 +262,12 @@ class Connection(asyncio.BufferedProtocol):
             self.close()
             return
         ctx = RequestContext(header, self.broker, self.client_host)
-        body = await HANDLERS[api_key](ctx, request)
+        try:
+            body = await HANDLERS[api_key](ctx, request)
+        except CloseConnection as exc:
+            log.warning("closing connection from %s: %s", self.peer, exc)
+            self.close()
+            return
         if body is not None and not self.closed:
             self._send(encode_response(api_key, version, header.correlation_id, body))
 

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from kafkacompat.handlers import api_versions
+from kafkacompat.handlers import api_versions, fetch, metadata, offsets, produce
 from kafkacompat.handlers.context import Handler, RequestContext
 
 # One line per family module.
-_FAMILIES = (
+_FAMILIES: tuple[Mapping[int, Handler], ...] = (
     api_versions.HANDLES,
     # broker data path (metadata, produce, fetch, offsets, producer ids)
+    metadata.HANDLES,
+    produce.HANDLES,
+    fetch.HANDLES,
+    offsets.HANDLES,
     # admin (topics, configs, cluster, log dirs)
     # consumer groups
 )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 from kafkacompat.errors import ErrorCode
-from kafkacompat.handlers.context import RequestContext
+from kafkacompat.handlers.context import Handler, RequestContext
 from kafkacompat.protocol.apis import ApiKey
 from kafkacompat.protocol.messages.api_versions_request import ApiVersionsRequest
 from kafkacompat.protocol.messages.api_versions_response import ApiVersion, ApiVersionsResponse
@@ -41,7 +41,7 @@ async def handle(ctx: RequestContext, request: ApiVersionsRequest) -> ApiVersion
     return ApiVersionsResponse(error_code=ErrorCode.NONE, api_keys=supported_api_versions())
 
 
-HANDLES = {API_KEY: handle}
+HANDLES: dict[int, Handler] = {API_KEY: handle}
 
 
 def unsupported_version_response() -> ApiVersionsResponse:

@@ -28,3 +28,8 @@ class RequestContext:
 
 Handler = Callable[[RequestContext, Any], Awaitable[Message | None]]
 """Returns the response body, or None where the protocol sends none (Produce acks=0)."""
+
+
+class CloseConnection(Exception):
+    """Raised by a handler when Kafka would drop the connection instead of answering
+    (an acks=0 produce that failed: the client has no other way to learn of it)."""

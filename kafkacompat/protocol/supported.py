@@ -2,5 +2,10 @@
 """The API versions this broker advertises in ApiVersions (see protocol_specs/apis.toml)."""
 
 SUPPORTED_VERSIONS: dict[int, tuple[int, int]] = {
+    0: (3, 11),  # Produce
+    1: (4, 17),  # Fetch
+    2: (1, 10),  # ListOffsets
+    3: (0, 12),  # Metadata
     18: (0, 4),  # ApiVersions
+    23: (0, 4),  # OffsetForLeaderEpoch
 }
