@@ -123,13 +123,12 @@ async def handle(ctx: RequestContext, request: ProduceRequest) -> ProduceRespons
                 )
             else:
                 records = partition.records
-                result = append_partition(
-                    broker,
-                    topic,
-                    partition.index,
-                    None if records is None else memoryview(records),
-                    now_ms,
-                )
+                view = None if records is None else memoryview(records)
+                if view is not None and view.readonly:
+                    # The server hands over writable frames; anything else is copied once
+                    # because the log stamps offsets into the batches in place.
+                    view = memoryview(bytearray(view))
+                result = append_partition(broker, topic, partition.index, view, now_ms)
             failed = failed or result.error_code != ErrorCode.NONE
             partitions.append(result)
         responses.append(TopicProduceResponse(name=name, partition_responses=partitions))

@@ -49,7 +49,8 @@ def call(broker: Broker, request: Message, version: int) -> Any:
     """Run the handler for ``request`` as the server would, through an encode/decode round
     trip of both request and response at ``version`` so field-version mistakes show up."""
     api_key = request.API_KEY
-    wire_request = request_class(api_key).decode(request.encode(version), version)
+    # A bytearray, as the server's frames are: the log stamps produce batches in place.
+    wire_request = request_class(api_key).decode(bytearray(request.encode(version)), version)
     handler = HANDLERS[api_key]
 
     async def run() -> Message | None:
