@@ -12,12 +12,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from kafkacompat.config import BrokerConfig
-from kafkacompat.storage.base import AppendInfo
+from kafkacompat.coordinators.producer_ids import ProducerIdManager
+from kafkacompat.coordinators.producer_state import ProducerStateRegistry
 from kafkacompat.storage.manager import Engine, LogManager
 
 log = logging.getLogger(__name__)
@@ -69,23 +68,6 @@ class AppendWaiters:
         return len(self._waiters)
 
 
-class PartitionProducers(Protocol):
-    """One partition's idempotent-producer state, as the produce path uses it."""
-
-    def check(self, records: memoryview) -> DuplicateAppend | None:
-        """Before the append: the original append if this is a retried batch; raises
-        KafkaProtocolError for a sequence gap or a fenced epoch."""
-        ...
-
-    def update(self, records: memoryview, info: AppendInfo) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class DuplicateAppend:
-    base_offset: int
-    log_append_time: int
-
-
 class Broker:
     """Everything a request handler may consult or change."""
 
@@ -110,7 +92,10 @@ class Broker:
             now_ms=now_ms,
         )
         self.append_waiters = AppendWaiters()
-        self.producers = self
+        self.producer_ids = ProducerIdManager(self.data_dir if engine == "disk" else None)
+        self.producer_states = ProducerStateRegistry(
+            producer_id_expiration_ms=config.get("producer.id.expiration.ms")
+        )
         self.started = False
         self.bound: tuple[str, int] | None = None
         """Where the server actually listens (port 0 picks one); the advertised address
@@ -126,6 +111,8 @@ class Broker:
         if not self.started:
             return
         self.started = False
+        # Producer snapshots first: they record the log end offsets the logs close at.
+        self.producer_states.snapshot_all()
         self.logs.shutdown()
 
     @property
@@ -143,7 +130,10 @@ class Broker:
     # -- housekeeping (Kafka's scheduler tasks) ------------------------------------------------
 
     def run_retention(self) -> int:
-        return self.logs.run_retention(self.now_ms())
+        """Retention, and with it the expiry of idle producers (producer.id.expiration.ms)."""
+        now = self.now_ms()
+        self.producer_states.remove_expired_producers(now)
+        return self.logs.run_retention(now)
 
     def flush_due(self) -> None:
         """Kafka's log flusher: fsync partitions whose flush.ms has elapsed."""
@@ -152,9 +142,6 @@ class Broker:
             maybe_flush = getattr(partition_log, "maybe_flush", None)
             if maybe_flush is not None:
                 maybe_flush(now)
-
-    def for_partition(self, topic: str, partition: int, log: object) -> PartitionProducers | None:
-        return None
 
     def checkpoint(self) -> None:
         self.logs.checkpoint()

@@ -14,6 +14,9 @@ Produce v0-2 carry legacy message formats that Kafka 4.0 dropped (KIP-896): not 
 
 from __future__ import annotations
 
+import struct
+from pathlib import Path
+
 from kafkacompat.broker import LEADER_EPOCH, Broker
 from kafkacompat.errors import ErrorCode, KafkaProtocolError
 from kafkacompat.handlers.context import CloseConnection, Handler, RequestContext
@@ -32,6 +35,10 @@ from kafkacompat.storage.manager import Topic
 API_KEY = ApiKey.PRODUCE
 
 _VALID_ACKS = (0, 1, -1)
+# The first batch's producerId (RecordBatch v2 header, bytes 43-50): -1 for a producer that
+# is not idempotent, whose batches skip the producer state checks entirely.
+_PRODUCER_ID = struct.Struct(">q")
+_PRODUCER_ID_END = 43 + 8
 
 
 def _error(index: int, error: ErrorCode, message: str | None = None) -> PartitionProduceResponse:
@@ -73,19 +80,28 @@ def append_partition(
             or config.message_timestamp_difference_max_ms < 2**62
         ):
             _check_timestamps(records, config, now_ms)
-        producers = broker.producers.for_partition(topic.name, index, log)
-        duplicate = producers.check(records) if producers is not None else None
-        if duplicate is not None:
-            return PartitionProduceResponse(
-                index=index,
-                error_code=ErrorCode.NONE,
-                base_offset=duplicate.base_offset,
-                log_append_time_ms=duplicate.log_append_time,
-                log_start_offset=log.log_start_offset,
-            )
-        info = log.append(records, leader_epoch=LEADER_EPOCH, now_ms=now_ms)
-        if producers is not None:
-            producers.update(records, info)
+        # Loaded for every append, idempotent or not, so that the state's view of the log
+        # never falls behind it (a snapshot must not be trusted past writes it missed).
+        directory = getattr(log, "directory", None)
+        producers = broker.producer_states.get(
+            topic.name, index, log, None if directory is None else Path(directory), now_ms
+        )
+        if len(records) >= _PRODUCER_ID_END and _PRODUCER_ID.unpack_from(records, 43)[0] >= 0:
+            plan = producers.prepare_append(records)
+            duplicate = plan.duplicate
+            if duplicate is not None:
+                # A retry of a batch already written: its original offsets, nothing appended.
+                return PartitionProduceResponse(
+                    index=index,
+                    error_code=ErrorCode.NONE,
+                    base_offset=duplicate.first_offset,
+                    log_append_time_ms=duplicate.max_timestamp if config.log_append_time else -1,
+                    log_start_offset=log.log_start_offset,
+                )
+            info = log.append(records, leader_epoch=LEADER_EPOCH, now_ms=now_ms)
+            producers.complete_append(plan, info.base_offset, info.log_append_time)
+        else:
+            info = log.append(records, leader_epoch=LEADER_EPOCH, now_ms=now_ms)
     except KafkaProtocolError as exc:
         return _error(index, exc.error_code, str(exc))
     broker.append_waiters.notify((topic.name, index))

@@ -1,0 +1,534 @@
+"""Per-partition producer state: Kafka's ``ProducerStateManager`` for idempotent producers.
+
+Theory of operation.
+
+*What is kept.* For every producer id that wrote to the partition: its current producer epoch,
+the metadata of its last five batches (``NUM_BATCHES_TO_RETAIN``, the most batches a client
+keeps in flight per partition) and the timestamp of its last write. Nothing else: the batches
+themselves stay in the log.
+
+*Produce.* A Produce request's ``records`` may hold several batches. :meth:`ProducerStateManager.
+prepare_append` walks them all before anything is appended, as Kafka's
+``UnifiedLog.analyzeAndValidateProducerState`` does:
+
+1. A batch whose producer, epoch and first/last sequence equal one of the producer's last five
+   batches is a retry of a batch already in the log. The whole request is then a duplicate:
+   nothing is appended and the Produce response carries the *original* base offset, last offset
+   and timestamp with no error, as modern Kafka does (it no longer sends DUPLICATE_SEQUENCE_NUMBER).
+2. Otherwise each batch must pass ``ProducerAppendInfo``'s checks, against the producer's state
+   as updated by the earlier batches of the same request:
+
+   - an epoch older than the producer's current one: INVALID_PRODUCER_EPOCH;
+   - a newer epoch that does not start at sequence 0: OUT_OF_ORDER_SEQUENCE_NUMBER;
+   - the same epoch: the first sequence must follow the last one written, wrapping from
+     2^31-1 to 0, else OUT_OF_ORDER_SEQUENCE_NUMBER. A retry of a batch older than the last
+     five therefore gets OUT_OF_ORDER_SEQUENCE_NUMBER, as in Kafka;
+   - a producer the partition does not know (never seen, expired, or written before the
+     retained state) is accepted at *any* sequence and epoch. Since KIP-360 (Kafka 2.5) the
+     broker no longer answers UNKNOWN_PRODUCER_ID to a produce: ``ProducerAppendInfo.
+     checkSequence`` skips the sequence check when the current epoch is NO_PRODUCER_EPOCH.
+
+   After the log append, :meth:`ProducerStateManager.complete_append` records the batches at the
+   offsets the log assigned. Prepare and complete must run without an ``await`` in between; a
+   plan made stale by another change raises instead of corrupting the state.
+
+*Persistence.* At a clean shutdown the broker calls :meth:`ProducerStateManager.snapshot` with
+the log end offset, which writes ``<20-digit offset>.snapshot`` into the partition directory
+(Kafka's name and place; the format below is ours) with ``atomic_write``. At most two snapshots
+are kept. Loading happens on first use of a partition, so broker start-up does not read them:
+
+1. snapshots above the log end offset describe a truncated log and are deleted, and so are
+   snapshots below the log start offset (the batches after them are gone, so the state could
+   not be brought forward; Kafka deletes those too);
+2. the newest remaining snapshot that parses and passes its CRC is read; a corrupt one is
+   deleted and the next older one tried;
+3. batch headers are scanned from the snapshot's offset (or, without a snapshot, from the log
+   start offset: slower, but correct) to the log end and applied without validation, as Kafka
+   replays a follower's fetches (``AppendOrigin.REPLICATION``);
+4. producers idle longer than ``producer.id.expiration.ms`` are dropped.
+
+The snapshot file format is described in :mod:`kafkacompat.coordinators.producer_snapshot`.
+
+*Expiry.* ``producer.id.expiration.ms`` (Kafka's default 86400000) after a producer's last
+timestamp, :meth:`ProducerStateManager.remove_expired_producers` forgets it. As in Kafka the
+timestamp is the batch's max timestamp (CreateTime from the client unless the topic uses
+LogAppendTime), not the broker's receive time.
+
+Not here yet: transactions (ongoing transactions, the last stable offset, aborted transaction
+index, coordinator epochs, INVALID_TXN_STATE and KIP-890 verification). Transactional batches
+get the same epoch and sequence checks as idempotent ones; control batches (markers, which
+clients may not send) found in the log or passed to ``update`` only set the producer epoch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Final, NamedTuple
+
+from kafkacompat.coordinators.producer_entry import (
+    NO_TIMESTAMP,
+    BatchMetadata,
+    ProducerStateEntry,
+    in_sequence,
+    last_sequence_of,
+)
+from kafkacompat.coordinators.producer_snapshot import (
+    CorruptSnapshotError,
+    decode_snapshot,
+    encode_snapshot,
+    list_snapshots,
+    snapshot_path,
+)
+from kafkacompat.errors import ErrorCode, KafkaProtocolError
+from kafkacompat.records.batch import NO_PRODUCER_EPOCH, RecordBatch, iter_batches
+from kafkacompat.records.compression import BytesLike
+from kafkacompat.storage.base import FileRegion, PartitionLog
+from kafkacompat.storage.files import TopicPartition, atomic_write, fsync_dir
+
+DEFAULT_PRODUCER_ID_EXPIRATION_MS: Final = 86_400_000
+MAX_SNAPSHOTS: Final = 2
+# Header scans read the log in chunks this size; whole batches come back regardless (KIP-74).
+_SCAN_READ_BYTES: Final = 1 << 20
+
+
+class OutOfOrderSequenceError(KafkaProtocolError):
+    """Kafka's OutOfOrderSequenceException: the sequence does not follow the last one written."""
+
+    error_code = ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER
+
+
+class InvalidProducerEpochError(KafkaProtocolError):
+    """Kafka's InvalidProducerEpochException: a batch from an epoch older than the current one."""
+
+    error_code = ErrorCode.INVALID_PRODUCER_EPOCH
+
+
+class ProducerAppendInfo:
+    """Validates one producer's batches within one request (Kafka's ``ProducerAppendInfo``).
+
+    Each batch is checked against the state as the request's earlier batches left it, so a
+    request may bump the epoch and then continue in the new one.
+    """
+
+    __slots__ = ("_current", "_epoch", "_last_seq", "producer_id", "topic_partition")
+
+    def __init__(
+        self, topic_partition: TopicPartition, producer_id: int, current: ProducerStateEntry
+    ) -> None:
+        self.topic_partition = topic_partition
+        self.producer_id = producer_id
+        self._current = current
+        # The updated entry: the current epoch, and no batches until this request adds some.
+        self._epoch = current.producer_epoch
+        self._last_seq: int | None = None
+
+    def _where(self) -> str:
+        topic, partition = self.topic_partition
+        return f"producer {self.producer_id} in {topic}-{partition}"
+
+    def check_producer_epoch(self, producer_epoch: int) -> None:
+        if producer_epoch < self._epoch:
+            raise InvalidProducerEpochError(
+                f"epoch of {self._where()} is {producer_epoch}, which is smaller than the last "
+                f"seen epoch {self._epoch}"
+            )
+
+    def _check_sequence(self, producer_epoch: int, first_seq: int) -> None:
+        if producer_epoch != self._epoch:
+            # A new epoch restarts sequences; an unknown producer may start anywhere.
+            if first_seq != 0 and self._epoch != NO_PRODUCER_EPOCH:
+                raise OutOfOrderSequenceError(
+                    f"invalid sequence number for new epoch of {self._where()}: "
+                    f"{producer_epoch} (request epoch), {first_seq} (seq. number), "
+                    f"{self._epoch} (current producer epoch)"
+                )
+            return
+        last_seq = self._last_seq if self._last_seq is not None else self._current.last_seq
+        # KIP-360: with no known epoch (never seen, expired, or its data deleted by retention)
+        # any sequence is accepted instead of answering UNKNOWN_PRODUCER_ID.
+        if self._current.producer_epoch != NO_PRODUCER_EPOCH and not in_sequence(
+            last_seq, first_seq
+        ):
+            raise OutOfOrderSequenceError(
+                f"out of order sequence number for {self._where()}: {first_seq} (incoming "
+                f"seq. number), {last_seq} (current end sequence number)"
+            )
+
+    def append_data_batch(self, producer_epoch: int, first_seq: int, last_seq: int) -> None:
+        self.check_producer_epoch(producer_epoch)
+        self._check_sequence(producer_epoch, first_seq)
+        self._epoch = producer_epoch
+        self._last_seq = last_seq
+
+
+class _PendingBatch(NamedTuple):
+    producer_id: int
+    producer_epoch: int
+    first_seq: int
+    last_seq: int
+    relative_offset: int  # offset of the batch's first record minus the blob's base offset
+    last_offset_delta: int
+    max_timestamp: int
+
+
+class ProducerAppendPlan:
+    """The outcome of :meth:`ProducerStateManager.prepare_append`.
+
+    ``duplicate`` set: the request retries a batch already in the log; append nothing and answer
+    with ``duplicate.first_offset`` / ``duplicate.last_offset`` (Kafka also reports
+    ``duplicate.max_timestamp`` as the log append time). Otherwise append the records, then pass
+    this plan to :meth:`ProducerStateManager.complete_append`.
+    """
+
+    __slots__ = ("_pending", "_state_version", "duplicate")
+
+    def __init__(
+        self,
+        duplicate: BatchMetadata | None,
+        pending: tuple[_PendingBatch, ...],
+        state_version: int,
+    ) -> None:
+        self.duplicate = duplicate
+        self._pending = pending
+        self._state_version = state_version
+
+    @property
+    def has_producer_batches(self) -> bool:
+        return bool(self._pending)
+
+    def __repr__(self) -> str:
+        return f"ProducerAppendPlan(duplicate={self.duplicate}, batches={len(self._pending)})"
+
+
+def _iter_log_batches(log: PartitionLog, start: int, end: int) -> Iterator[RecordBatch]:
+    """Batch headers of ``log`` covering offsets [start, end), read in bounded chunks."""
+    offset = start
+    while offset < end:
+        records = log.read(offset, _SCAN_READ_BYTES).records
+        data = records.read() if isinstance(records, FileRegion) else bytes(records)
+        if not data:
+            return  # the null engine keeps nothing to scan
+        # The log checked every CRC on append and after an unclean shutdown.
+        for batch in iter_batches(data, verify_crc=False):
+            if batch.last_offset >= offset and batch.base_offset < end:
+                yield batch
+            offset = max(offset, batch.next_offset)
+
+
+class ProducerStateManager:
+    """One partition's producer state; ``directory`` None keeps it in memory only."""
+
+    def __init__(
+        self,
+        topic_partition: TopicPartition,
+        directory: Path | None,
+        *,
+        producer_id_expiration_ms: int = DEFAULT_PRODUCER_ID_EXPIRATION_MS,
+    ) -> None:
+        self.topic_partition = topic_partition
+        self.directory = None if directory is None else Path(directory)
+        self.producer_id_expiration_ms = producer_id_expiration_ms
+        self._producers: dict[int, ProducerStateEntry] = {}
+        self._map_end_offset = 0
+        self._last_snapshot_offset: int | None = None
+        # Bumped on every change, so a plan prepared against older state is refused.
+        self._version = 0
+
+    # -- reading the state -----------------------------------------------------------------------
+
+    @property
+    def active_producers(self) -> Mapping[int, ProducerStateEntry]:
+        return MappingProxyType(self._producers)
+
+    def last_entry(self, producer_id: int) -> ProducerStateEntry | None:
+        return self._producers.get(producer_id)
+
+    @property
+    def map_end_offset(self) -> int:
+        """The offset after the last batch this state has seen."""
+        return self._map_end_offset
+
+    # -- produce ---------------------------------------------------------------------------------
+
+    def prepare_append(self, records: BytesLike | Iterable[RecordBatch]) -> ProducerAppendPlan:
+        """Validate every batch of a produce blob before it is appended (see the module doc).
+
+        ``records`` is the blob (each frame and CRC is checked) or batches already walked.
+        Raises InvalidProducerEpochError, OutOfOrderSequenceError, or the records layer's
+        errors for a batch the log would refuse anyway; the request is then refused whole.
+        Batches without a producer id get only the records layer's checks.
+        """
+        batches = (
+            iter_batches(records)
+            if isinstance(records, bytes | bytearray | memoryview)
+            else records
+        )
+        infos: dict[int, ProducerAppendInfo] = {}
+        pending: list[_PendingBatch] = []
+        relative_offset = 0
+        for batch in batches:
+            # Kafka's LogValidator runs before the producer checks: INVALID_RECORD (a missing
+            # sequence, a control batch from a client) wins over a sequence error.
+            batch.ensure_valid_from_client()
+            if batch.has_producer_id:
+                producer_id = batch.producer_id
+                current = self._producers.get(producer_id)
+                if current is not None:
+                    duplicate = current.find_duplicate_batch(batch)
+                    if duplicate is not None:
+                        return ProducerAppendPlan(duplicate, (), self._version)
+                info = infos.get(producer_id)
+                if info is None:
+                    info = ProducerAppendInfo(
+                        self.topic_partition,
+                        producer_id,
+                        current if current is not None else ProducerStateEntry(producer_id),
+                    )
+                    infos[producer_id] = info
+                last_seq = last_sequence_of(batch)
+                info.append_data_batch(batch.producer_epoch, batch.base_sequence, last_seq)
+                pending.append(
+                    _PendingBatch(
+                        producer_id,
+                        batch.producer_epoch,
+                        batch.base_sequence,
+                        last_seq,
+                        relative_offset,
+                        batch.last_offset_delta,
+                        batch.max_timestamp,
+                    )
+                )
+            relative_offset += batch.last_offset_delta + 1
+        return ProducerAppendPlan(None, tuple(pending), self._version)
+
+    def complete_append(
+        self, plan: ProducerAppendPlan, base_offset: int, log_append_time: int = NO_TIMESTAMP
+    ) -> None:
+        """Record a prepared blob at the offsets the log gave it (``AppendInfo.base_offset``).
+
+        ``log_append_time`` is ``AppendInfo.log_append_time``: for LogAppendTime topics the
+        broker's stamp replaces the client's timestamps, in the state as in the log.
+        """
+        if plan.duplicate is not None:
+            raise ValueError("a duplicate was not appended; there is nothing to record")
+        if not plan._pending:
+            return
+        if plan._state_version != self._version:
+            raise RuntimeError("producer state changed between prepare_append and complete_append")
+        for p in plan._pending:
+            timestamp = p.max_timestamp if log_append_time == NO_TIMESTAMP else log_append_time
+            self._apply(
+                p.producer_id,
+                p.producer_epoch,
+                False,
+                BatchMetadata(
+                    p.first_seq,
+                    p.last_seq,
+                    base_offset + p.relative_offset,
+                    p.last_offset_delta,
+                    timestamp,
+                ),
+            )
+
+    def check(self, batch: RecordBatch) -> BatchMetadata | None:
+        """One batch: None to append it, or the original batch's metadata if it is a retry."""
+        return self.prepare_append((batch,)).duplicate
+
+    def update(
+        self, batch: RecordBatch, base_offset: int, log_append_time: int = NO_TIMESTAMP
+    ) -> None:
+        """Record one batch that :meth:`check` accepted, at the base offset the log gave it."""
+        if not batch.has_producer_id:
+            return
+        timestamp = batch.max_timestamp if log_append_time == NO_TIMESTAMP else log_append_time
+        self._apply_batch(batch, base_offset, timestamp)
+
+    def _apply_batch(self, batch: RecordBatch, base_offset: int, timestamp: int) -> None:
+        self._apply(
+            batch.producer_id,
+            batch.producer_epoch,
+            batch.is_control,
+            BatchMetadata(
+                batch.base_sequence,
+                last_sequence_of(batch),
+                base_offset,
+                batch.last_offset_delta,
+                timestamp,
+            ),
+        )
+
+    def _apply(
+        self, producer_id: int, producer_epoch: int, is_control: bool, metadata: BatchMetadata
+    ) -> None:
+        entry = self._producers.get(producer_id)
+        if entry is None:
+            entry = self._producers[producer_id] = ProducerStateEntry(producer_id)
+        if is_control:
+            entry.maybe_update_producer_epoch(producer_epoch)
+            entry.last_timestamp = metadata.max_timestamp
+        else:
+            entry.add_batch(producer_epoch, metadata)
+        self._map_end_offset = max(self._map_end_offset, metadata.last_offset + 1)
+        self._version += 1
+
+    # -- expiry ----------------------------------------------------------------------------------
+
+    def is_expired(self, entry: ProducerStateEntry, now_ms: int) -> bool:
+        return now_ms - entry.last_timestamp >= self.producer_id_expiration_ms
+
+    def remove_expired_producers(self, now_ms: int) -> int:
+        """Forget producers idle for ``producer.id.expiration.ms``; returns how many."""
+        expired = [pid for pid, e in self._producers.items() if self.is_expired(e, now_ms)]
+        for producer_id in expired:
+            del self._producers[producer_id]
+        if expired:
+            self._version += 1
+        return len(expired)
+
+    # -- snapshots and loading -------------------------------------------------------------------
+
+    def snapshot_offsets(self) -> list[int]:
+        if self.directory is None:
+            return []
+        return [offset for offset, _ in list_snapshots(self.directory)]
+
+    def snapshot(self, log_end_offset: int) -> Path | None:
+        """Write the state at ``log_end_offset`` (the broker calls this at clean shutdown).
+
+        Returns the file, or None with no directory or when that snapshot already exists.
+        """
+        if log_end_offset < self._map_end_offset:
+            raise ValueError(
+                f"log end offset {log_end_offset} is below the state's end {self._map_end_offset}"
+            )
+        if self.directory is None or self._last_snapshot_offset == log_end_offset:
+            return None
+        path = snapshot_path(self.directory, log_end_offset)
+        atomic_write(path, encode_snapshot(log_end_offset, self._producers.values()))
+        self._last_snapshot_offset = log_end_offset
+        self._map_end_offset = log_end_offset
+        self._delete_old_snapshots()
+        return path
+
+    def _delete_old_snapshots(self) -> None:
+        assert self.directory is not None
+        snapshots = list_snapshots(self.directory)
+        stale = snapshots[: max(len(snapshots) - MAX_SNAPSHOTS, 0)]
+        for _, path in stale:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        if stale:
+            fsync_dir(self.directory)
+
+    def _load_newest_snapshot(self, log_start_offset: int, log_end_offset: int) -> int | None:
+        """Load the newest usable snapshot, deleting unusable ones; returns its offset."""
+        assert self.directory is not None
+        deleted = False
+        loaded: int | None = None
+        for offset, path in reversed(list_snapshots(self.directory)):
+            if loaded is None and log_start_offset <= offset <= log_end_offset:
+                try:
+                    stored_offset, producers = decode_snapshot(path.read_bytes())
+                    if stored_offset != offset:
+                        raise CorruptSnapshotError(
+                            f"holds offset {stored_offset}, its name says {offset}"
+                        )
+                except CorruptSnapshotError:
+                    pass  # deleted below; the next older one may do
+                else:
+                    self._producers = {entry.producer_id: entry for entry in producers}
+                    loaded = offset
+                    continue
+            elif loaded is not None and log_start_offset <= offset:
+                continue  # an older valid snapshot: kept, pruned by count later
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            deleted = True
+        if deleted:
+            fsync_dir(self.directory)
+        return loaded
+
+    def load(self, log: PartitionLog, now_ms: int) -> None:
+        """Rebuild the state from the newest usable snapshot and the log after it."""
+        self._producers = {}
+        log_start_offset, log_end_offset = log.log_start_offset, log.log_end_offset
+        snapshot_offset = None
+        if self.directory is not None:
+            snapshot_offset = self._load_newest_snapshot(log_start_offset, log_end_offset)
+        start = log_start_offset if snapshot_offset is None else snapshot_offset
+        self._map_end_offset = start
+        for batch in _iter_log_batches(log, start, log_end_offset):
+            if batch.has_producer_id and not (batch.is_control and batch.records_count == 0):
+                self._apply_batch(batch, batch.base_offset, batch.max_timestamp)
+        self._map_end_offset = log_end_offset
+        self._last_snapshot_offset = snapshot_offset
+        self.remove_expired_producers(now_ms)
+        self._version += 1
+
+
+class ProducerStateRegistry:
+    """Every partition's :class:`ProducerStateManager`, loaded on first use.
+
+    The produce handler calls :meth:`get` for each partition it appends to; the broker calls
+    :meth:`remove_expired_producers` periodically (Kafka checks every
+    ``producer.id.expiration.check.interval.ms``, 600000), :meth:`drop_topic` when a topic is
+    deleted and :meth:`snapshot_all` at clean shutdown, before closing the logs.
+    """
+
+    def __init__(
+        self, *, producer_id_expiration_ms: int = DEFAULT_PRODUCER_ID_EXPIRATION_MS
+    ) -> None:
+        self.producer_id_expiration_ms = producer_id_expiration_ms
+        self._states: dict[TopicPartition, tuple[PartitionLog, ProducerStateManager]] = {}
+
+    def get(
+        self,
+        topic: str,
+        partition: int,
+        log: PartitionLog,
+        directory: Path | None,
+        now_ms: int,
+    ) -> ProducerStateManager:
+        """The partition's state, loaded from ``directory`` (the partition folder; None for
+        the memory and null engines) and ``log`` on first use."""
+        key = (topic, partition)
+        found = self._states.get(key)
+        # A different log object means the topic was deleted and created again.
+        if found is not None and found[0] is log:
+            return found[1]
+        manager = ProducerStateManager(
+            key, directory, producer_id_expiration_ms=self.producer_id_expiration_ms
+        )
+        manager.load(log, now_ms)
+        self._states[key] = (log, manager)
+        return manager
+
+    def loaded(self, topic: str, partition: int) -> ProducerStateManager | None:
+        found = self._states.get((topic, partition))
+        return None if found is None else found[1]
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def drop(self, topic: str, partition: int) -> None:
+        self._states.pop((topic, partition), None)
+
+    def drop_topic(self, topic: str) -> None:
+        for key in [key for key in self._states if key[0] == topic]:
+            del self._states[key]
+
+    def remove_expired_producers(self, now_ms: int) -> int:
+        return sum(m.remove_expired_producers(now_ms) for _, m in self._states.values())
+
+    def snapshot_all(self) -> int:
+        """Snapshot every loaded partition at its log end offset; returns files written.
+
+        Partitions never loaded since start-up changed nothing, so their snapshots still hold.
+        """
+        return sum(
+            manager.snapshot(log.log_end_offset) is not None
+            for log, manager in self._states.values()
+        )
