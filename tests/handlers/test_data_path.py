@@ -261,3 +261,69 @@ def test_list_offsets(broker: Broker) -> None:
         assert lookup(base + 500, version) == (ErrorCode.NONE, 2, base + 1000)
         assert lookup(base + 5000, version)[:2] == (ErrorCode.NONE, -1)
     assert lookup(-3, 7) == (ErrorCode.NONE, 2, base + 1000)
+
+
+def _idempotent_batch(producer_id: int, epoch: int, sequence: int, values: list[bytes]) -> bytes:
+    builder = RecordBatchBuilder(
+        producer_id=producer_id, producer_epoch=epoch, base_sequence=sequence
+    )
+    now = int(time.time() * 1000)
+    for value in values:
+        builder.append(value, timestamp=now)
+    return bytes(builder.build())
+
+
+def test_idempotent_produce_dedupes_and_orders(broker: Broker) -> None:
+    from kafkacompat.protocol.messages.init_producer_id_request import InitProducerIdRequest
+
+    broker.logs.create_topic("t", 1)
+    init = call(broker, InitProducerIdRequest(transactional_id=None, transaction_timeout_ms=-1), 4)
+    assert init.error_code == ErrorCode.NONE and init.producer_epoch == 0
+    again = call(broker, InitProducerIdRequest(transactional_id=None, transaction_timeout_ms=-1), 4)
+    assert again.producer_id != init.producer_id
+    pid = init.producer_id
+    v = PRODUCE_VERSIONS[1]
+
+    def produce(batch: bytes) -> tuple[int, int]:
+        answer = _produce(broker, "t", batch, v).responses[0].partition_responses[0]
+        return answer.error_code, answer.base_offset
+
+    first = _idempotent_batch(pid, 0, 0, [b"a", b"b"])
+    assert produce(first) == (ErrorCode.NONE, 0)
+    assert produce(_idempotent_batch(pid, 0, 2, [b"c"])) == (ErrorCode.NONE, 2)
+    # A retry of the first batch: its original offset, and nothing new in the log.
+    assert produce(first) == (ErrorCode.NONE, 0)
+    assert broker.logs.get_log("t", 0).log_end_offset == 3
+    # A gap in the sequence.
+    assert (
+        produce(_idempotent_batch(pid, 0, 5, [b"x"]))[0] == ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER
+    )
+    # A new epoch starts at 0; the old epoch is then fenced.
+    assert produce(_idempotent_batch(pid, 1, 0, [b"d"])) == (ErrorCode.NONE, 3)
+    assert produce(_idempotent_batch(pid, 0, 3, [b"y"]))[0] == ErrorCode.INVALID_PRODUCER_EPOCH
+    assert broker.logs.get_log("t", 0).log_end_offset == 4
+
+
+def test_idempotent_state_survives_restart(tmp_path: Path) -> None:
+    with running_broker(tmp_path, engine="disk") as broker:
+        broker.logs.create_topic("t", 1)
+        batch = _idempotent_batch(7, 0, 0, [b"a"])
+        assert _produce(broker, "t", batch, 9).responses[0].partition_responses[0].base_offset == 0
+    with running_broker(tmp_path, engine="disk") as broker:
+        retry = _produce(broker, "t", batch, 9).responses[0].partition_responses[0]
+        assert (retry.error_code, retry.base_offset) == (ErrorCode.NONE, 0)
+        assert broker.logs.get_log("t", 0).log_end_offset == 1
+        following = _idempotent_batch(7, 0, 1, [b"b"])
+        assert (
+            _produce(broker, "t", following, 9).responses[0].partition_responses[0].base_offset == 1
+        )
+
+
+def test_transactional_init_is_refused() -> None:
+    from kafkacompat.protocol.messages.init_producer_id_request import InitProducerIdRequest
+
+    with running_broker() as broker:
+        answer = call(
+            broker, InitProducerIdRequest(transactional_id="tx", transaction_timeout_ms=60000), 4
+        )
+        assert answer.error_code == ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
