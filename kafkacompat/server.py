@@ -16,9 +16,20 @@ Write path.  Responses are lists of chunks (records stay views of their source) 
 uvloop has no sendfile, so record bytes are read from the segment with ``pread`` and written
 with the rest of the response.
 
+Write path, continued.  As in Kafka, where a connection is muted until its response is sent,
+the next request is not started while the transport's write buffer is over its high-water
+mark: a client that sends but never reads stalls only itself (and is closed once idle for
+``connections.max.idle.ms``) instead of growing the broker's memory by a response per request.
+
 Failure.  A frame that cannot be parsed, names an unknown API or a version we do not speak
 (except ApiVersions, answered per KIP-511) closes the connection, as Kafka's SocketServer
 does; a handler that fails unexpectedly is logged and closes only its own connection.
+
+Shutdown.  Stop accepting and stop reading; requests being handled get a few seconds to
+finish and be answered, except parked Fetches, which have nothing more to wait for and are
+dropped with their connection as Kafka drops its purgatory; then every connection is closed
+(aborted if its client does not read what is left to send), the logs are flushed and
+checkpointed, and the clean-shutdown marker is written.
 """
 
 from __future__ import annotations
@@ -39,6 +50,7 @@ from kafkacompat.broker import Broker
 from kafkacompat.config import BrokerConfig
 from kafkacompat.handlers import HANDLERS
 from kafkacompat.handlers.api_versions import unsupported_version_response
+from kafkacompat.handlers.configs import load_dynamic_broker_configs
 from kafkacompat.handlers.context import CloseConnection, RequestContext
 from kafkacompat.protocol import request_class
 from kafkacompat.protocol.framing import (
@@ -57,6 +69,10 @@ _API_VERSIONS = 18
 _MAX_QUEUED_FRAMES = 16
 _MAX_QUEUED_BYTES = 64 * 1024 * 1024
 _SHUTDOWN_GRACE_S = 5.0
+"""How long in-flight requests may take to finish at shutdown."""
+_SHUTDOWN_FLUSH_S = 2.0
+"""How long closing connections may take to flush what was already written."""
+_FETCH = 1
 
 
 def tune_allocator() -> None:
@@ -91,8 +107,12 @@ class Connection(asyncio.BufferedProtocol):
         self._queued_bytes = 0
         self._worker: asyncio.Task[None] | None = None
         self._paused = False
+        self._writable = asyncio.Event()
+        self._writable.set()
         self.closed = False
         self.busy = False
+        self.in_flight: int | None = None
+        """The api key of the request being handled, if any."""
         self.last_active = time.monotonic()
 
     # -- asyncio callbacks -------------------------------------------------------------------
@@ -111,6 +131,9 @@ class Connection(asyncio.BufferedProtocol):
         self.closed = True
         self.server.connections.discard(self)
         self._queue.clear()
+        self._queued_bytes = 0
+        self._frame = None
+        self._writable.set()
         if self._worker is not None and not self._worker.done():
             self._worker.cancel()
         log.debug("connection from %s closed%s", self.peer, f": {exc}" if exc else "")
@@ -137,6 +160,13 @@ class Connection(asyncio.BufferedProtocol):
     def eof_received(self) -> bool | None:
         return None  # close our side too
 
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self.last_active = time.monotonic()  # the client is reading: not idle
+        self._writable.set()
+
     # -- framing -----------------------------------------------------------------------------
 
     def _cut_frames(self) -> None:
@@ -147,12 +177,13 @@ class Connection(asyncio.BufferedProtocol):
             (size,) = _SIZE.unpack_from(scratch, start)
             if size < 0 or size > limit:
                 log.warning(
-                    "closing connection from %s: request of %d bytes exceeds "
-                    "socket.request.max.bytes %d",
+                    "closing connection from %s: request size %d is not between 0 and "
+                    "socket.request.max.bytes (%d)",
                     self.peer,
                     size,
                     limit,
                 )
+                self._scratch_end = 0  # nothing more is read; never hand out a full buffer
                 self.close()
                 return
             body_start = start + 4
@@ -193,7 +224,12 @@ class Connection(asyncio.BufferedProtocol):
 
     async def _work(self) -> None:
         queue = self._queue
-        while queue and not self.closed:
+        while queue and not self.closed and not self.server.stopping:
+            if not self._writable.is_set():
+                # Not busy while waiting: a client that does not read is idle, and closed.
+                await self._writable.wait()
+                if self.closed or self.server.stopping:
+                    return
             frame = queue.popleft()
             self._queued_bytes -= len(frame)
             if self._paused and len(queue) < _MAX_QUEUED_FRAMES // 2:
@@ -211,6 +247,7 @@ class Connection(asyncio.BufferedProtocol):
                 return
             finally:
                 self.busy = False
+                self.in_flight = None
                 self.last_active = time.monotonic()
 
     async def _handle(self, frame: bytearray) -> None:
@@ -262,6 +299,7 @@ class Connection(asyncio.BufferedProtocol):
             self.close()
             return
         ctx = RequestContext(header, self.broker, self.client_host)
+        self.in_flight = api_key
         try:
             body = await HANDLERS[api_key](ctx, request)
         except CloseConnection as exc:
@@ -272,14 +310,28 @@ class Connection(asyncio.BufferedProtocol):
             self._send(encode_response(api_key, version, header.correlation_id, body))
 
     def _send(self, chunks: list[Any]) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.writelines(chunks)
+        transport = self.transport
+        if transport is not None and not self.closed and not transport.is_closing():
+            transport.writelines(chunks)
+
+    def stop_reading(self) -> None:
+        """At shutdown: read no more requests."""
+        if not self.closed and not self._paused and self.transport is not None:
+            self.transport.pause_reading()
+            self._paused = True
 
     def close(self) -> None:
+        """Close after what was written is sent."""
         if not self.closed:
             self.closed = True
             if self.transport is not None:
                 self.transport.close()
+
+    def abort(self) -> None:
+        """Close now, dropping anything not yet sent."""
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
 
 
 class Server:
@@ -291,6 +343,7 @@ class Server:
         self.max_request_size: int = config.get("socket.request.max.bytes")
         self.idle_ms: int = config.get("connections.max.idle.ms")
         self.connections: set[Connection] = set()
+        self.stopping = False
         self._servers: list[asyncio.Server] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.bound: list[tuple[str, int]] = []
@@ -307,7 +360,9 @@ class Server:
             )
             self._servers.append(server)
             sockname = server.sockets[0].getsockname()
-            self.bound.append((str(sockname[0]), int(sockname[1])))
+            # A named host (localhost, a DNS name) is what clients should be told, not the
+            # address it resolved to; a wildcard is replaced by the advertised default later.
+            self.bound.append((listener.host or str(sockname[0]), int(sockname[1])))
         self.broker.bound = self.bound[0]
         self._tasks = [
             loop.create_task(self._every(self._idle_check_interval(), self._close_idle)),
@@ -352,19 +407,35 @@ class Server:
                 connection.close()
 
     async def stop(self) -> None:
-        """Stop accepting, let in-flight requests finish (briefly), close, flush, checkpoint."""
+        """Stop accepting and reading, let in-flight requests finish (briefly), close, flush,
+        checkpoint.  Every wait here is bounded: SIGTERM always ends the process."""
+        loop = asyncio.get_running_loop()
+        self.stopping = True
         for server in self._servers:
             server.close()
         for task in self._tasks:
             task.cancel()
+        for connection in list(self.connections):
+            connection.stop_reading()
         self.broker.append_waiters.wake_all()
-        deadline = time.monotonic() + _SHUTDOWN_GRACE_S
-        while any(c.busy for c in self.connections) and time.monotonic() < deadline:
+        deadline = loop.time() + _SHUTDOWN_GRACE_S
+        while loop.time() < deadline and any(
+            c.busy and c.in_flight != _FETCH for c in self.connections
+        ):
             await asyncio.sleep(0.01)
         for connection in list(self.connections):
             connection.close()
+        deadline = loop.time() + _SHUTDOWN_FLUSH_S
+        while self.connections and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        for connection in list(self.connections):
+            log.debug("aborting connection from %s: it does not read", connection.peer)
+            connection.abort()
         for server in self._servers:
-            await server.wait_closed()
+            try:
+                await asyncio.wait_for(server.wait_closed(), _SHUTDOWN_FLUSH_S)
+            except TimeoutError:
+                log.warning("listener did not close within %.0f s", _SHUTDOWN_FLUSH_S)
         self.broker.shutdown()
 
 
@@ -388,6 +459,8 @@ async def serve(
     started = time.monotonic()
     broker = Broker(config, engine=engine)  # type: ignore[arg-type]
     broker.start()
+    # Dynamic broker configs (AlterConfigs on the broker) persist in the data dir.
+    load_dynamic_broker_configs(broker)
     server = Server(broker)
     try:
         await server.start()

@@ -10,7 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from kafkacompat.handlers import api_versions, fetch, metadata, offsets, produce
+from kafkacompat.handlers import (
+    admin_topics,
+    api_versions,
+    cluster,
+    configs,
+    fetch,
+    init_producer_id,
+    metadata,
+    offsets,
+    produce,
+)
 from kafkacompat.handlers.context import Handler, RequestContext
 
 # One line per family module.
@@ -21,7 +31,11 @@ _FAMILIES: tuple[Mapping[int, Handler], ...] = (
     produce.HANDLES,
     fetch.HANDLES,
     offsets.HANDLES,
+    init_producer_id.HANDLES,
     # admin (topics, configs, cluster, log dirs)
+    admin_topics.HANDLES,
+    configs.HANDLES,
+    cluster.HANDLES,
     # consumer groups
 )
 
