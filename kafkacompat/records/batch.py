@@ -70,6 +70,31 @@ BASE_SEQUENCE_OFFSET: Final = _OFFSETS["base_sequence"]
 RECORDS_COUNT_OFFSET: Final = _OFFSETS["records_count"]
 RECORDS_OFFSET: Final = RECORD_BATCH_HEADER.size
 
+HeaderFields = tuple[int, ...]
+"""``RECORD_BATCH_HEADER.unpack`` of one header: the fields in wire order."""
+
+# Positions in :data:`HeaderFields`, for hot paths that unpack a header once and keep the tuple.
+_FIELD_INDEX: Final = {name: index for index, (name, _) in enumerate(_HEADER_FIELDS)}
+FIELD_BASE_OFFSET: Final = _FIELD_INDEX["base_offset"]
+FIELD_BATCH_LENGTH: Final = _FIELD_INDEX["batch_length"]
+FIELD_PARTITION_LEADER_EPOCH: Final = _FIELD_INDEX["partition_leader_epoch"]
+FIELD_MAGIC: Final = _FIELD_INDEX["magic"]
+FIELD_CRC: Final = _FIELD_INDEX["crc"]
+FIELD_ATTRIBUTES: Final = _FIELD_INDEX["attributes"]
+FIELD_LAST_OFFSET_DELTA: Final = _FIELD_INDEX["last_offset_delta"]
+FIELD_BASE_TIMESTAMP: Final = _FIELD_INDEX["base_timestamp"]
+FIELD_MAX_TIMESTAMP: Final = _FIELD_INDEX["max_timestamp"]
+FIELD_PRODUCER_ID: Final = _FIELD_INDEX["producer_id"]
+FIELD_PRODUCER_EPOCH: Final = _FIELD_INDEX["producer_epoch"]
+FIELD_BASE_SEQUENCE: Final = _FIELD_INDEX["base_sequence"]
+FIELD_RECORDS_COUNT: Final = _FIELD_INDEX["records_count"]
+
+# The three leading fields a broker rewrites on append, in one ``pack_into``: the base offset
+# and the leader epoch it assigns, and the batch length between them, written back unchanged.
+_STAMPED_FIELDS: Final = ("base_offset", "batch_length", "partition_leader_epoch")
+assert tuple(name for name, _ in _HEADER_FIELDS[:3]) == _STAMPED_FIELDS
+OFFSET_LENGTH_EPOCH: Final = struct.Struct(">" + "".join(code for _, code in _HEADER_FIELDS[:3]))
+
 # Kafka's names: base offset + batch length precede every batch, and are not in batch_length.
 LOG_OVERHEAD: Final = LENGTH_OFFSET + 4
 RECORD_BATCH_OVERHEAD: Final = RECORD_BATCH_HEADER.size
@@ -147,12 +172,24 @@ class RecordBatch:
             )
         self._buffer = view
 
+    @classmethod
+    def _of_frame(cls, view: memoryview) -> RecordBatch:
+        """A view over a frame the caller has already checked (size, magic, length)."""
+        batch = cls.__new__(cls)
+        batch._buffer = view
+        return batch
+
     # -- header fields, read from the buffer on every access so in-place stamps show ------------
 
     @property
     def buffer(self) -> memoryview:
         """The batch's bytes, header included: what a log segment stores."""
         return self._buffer
+
+    def header_fields(self) -> HeaderFields:
+        """Every header field with one unpack, in wire order (index with the ``FIELD_*`` names)."""
+        fields: HeaderFields = RECORD_BATCH_HEADER.unpack_from(self._buffer)
+        return fields
 
     @property
     def base_offset(self) -> int:
@@ -299,19 +336,7 @@ class RecordBatch:
         no gaps (gaps appear only after compaction, never on the way in); clients may not
         write control batches, and an idempotent batch must carry a sequence number.
         """
-        count = self.records_count
-        if count <= 0:
-            raise InvalidRecordError(f"invalid record count {count} in a client batch")
-        if self.last_offset_delta + 1 != count:
-            raise InvalidRecordError(
-                f"last offset delta {self.last_offset_delta} is inconsistent with {count} records"
-            )
-        if self.is_control:
-            raise InvalidRecordError("clients may not write control batches")
-        if self.has_producer_id and self.base_sequence < 0:
-            raise InvalidRecordError(
-                f"invalid sequence number {self.base_sequence} for producer id {self.producer_id}"
-            )
+        _check_client_fields(self.header_fields())
 
     # -- in-place stamps -------------------------------------------------------------------------
 
@@ -381,6 +406,90 @@ class RecordBatch:
         )
 
 
+def _check_client_fields(fields: HeaderFields) -> None:
+    """:meth:`RecordBatch.ensure_valid_from_client` on an unpacked header."""
+    count = fields[FIELD_RECORDS_COUNT]
+    if count <= 0:
+        raise InvalidRecordError(f"invalid record count {count} in a client batch")
+    last_offset_delta = fields[FIELD_LAST_OFFSET_DELTA]
+    if last_offset_delta + 1 != count:
+        raise InvalidRecordError(
+            f"last offset delta {last_offset_delta} is inconsistent with {count} records"
+        )
+    if fields[FIELD_ATTRIBUTES] & CONTROL_FLAG_MASK:
+        raise InvalidRecordError("clients may not write control batches")
+    producer_id = fields[FIELD_PRODUCER_ID]
+    if producer_id > NO_PRODUCER_ID and fields[FIELD_BASE_SEQUENCE] < 0:
+        raise InvalidRecordError(
+            f"invalid sequence number {fields[FIELD_BASE_SEQUENCE]} for producer id {producer_id}"
+        )
+
+
+def _short_frame(view: memoryview, position: int, allow_truncated_tail: bool) -> None:
+    """The frame checks for fewer than a header's worth of bytes: legacy magic and impossible
+    lengths still raise; otherwise the tail is truncated (None) or, if not allowed, corrupt."""
+    remaining = len(view) - position
+    if remaining < LOG_OVERHEAD:
+        if allow_truncated_tail:
+            return
+        raise CorruptRecordError(f"{remaining} trailing bytes are too few for a batch header")
+    (batch_length,) = _I32.unpack_from(view, position + LENGTH_OFFSET)
+    if batch_length < _LEGACY_RECORD_OVERHEAD_V0:
+        raise CorruptRecordError(f"batch length {batch_length} is impossibly small")
+    if remaining <= MAGIC_OFFSET:
+        if allow_truncated_tail:
+            return
+        raise CorruptRecordError(f"{remaining} trailing bytes are too few for a batch header")
+    _check_magic(_I8.unpack_from(view, position + MAGIC_OFFSET)[0])
+    if batch_length < MIN_BATCH_LENGTH:
+        raise CorruptRecordError(
+            f"batch length {batch_length} is below the minimum {MIN_BATCH_LENGTH}"
+        )
+    if allow_truncated_tail:
+        return
+    size = batch_length + LOG_OVERHEAD
+    raise CorruptRecordError(f"batch of {size} bytes is truncated: only {remaining} bytes remain")
+
+
+def _read_frame(
+    view: memoryview, position: int, allow_truncated_tail: bool, verify_crc: bool
+) -> HeaderFields | None:
+    """The header of the batch at ``position`` after checking its frame (and CRC), unpacked
+    once; None for a truncated tail when that is allowed. Raises as :func:`iter_batches` says."""
+    remaining = len(view) - position
+    if remaining < RECORD_BATCH_OVERHEAD:
+        _short_frame(view, position, allow_truncated_tail)
+        return None
+    fields: HeaderFields = RECORD_BATCH_HEADER.unpack_from(view, position)
+    batch_length = fields[FIELD_BATCH_LENGTH]
+    if batch_length < _LEGACY_RECORD_OVERHEAD_V0:
+        raise CorruptRecordError(f"batch length {batch_length} is impossibly small")
+    if fields[FIELD_MAGIC] != CURRENT_MAGIC:
+        _check_magic(fields[FIELD_MAGIC])
+    if batch_length < MIN_BATCH_LENGTH:
+        raise CorruptRecordError(
+            f"batch length {batch_length} is below the minimum {MIN_BATCH_LENGTH}"
+        )
+    size = batch_length + LOG_OVERHEAD
+    if size > remaining:
+        if allow_truncated_tail:
+            return None
+        raise CorruptRecordError(
+            f"batch of {size} bytes is truncated: only {remaining} bytes remain"
+        )
+    if verify_crc:
+        computed = crc32c.crc32c(view[position + ATTRIBUTES_OFFSET : position + size])
+        if computed != fields[FIELD_CRC]:
+            raise CorruptRecordError(
+                f"record batch is corrupt: stored crc {fields[FIELD_CRC]:#010x}, "
+                f"computed {computed:#010x}"
+            )
+    compression_id = fields[FIELD_ATTRIBUTES] & COMPRESSION_CODEC_MASK
+    if compression_id not in CODECS:
+        raise UnsupportedCompressionTypeError(f"unknown compression type id {compression_id}")
+    return fields
+
+
 def iter_batches(
     buffer: BytesLike, *, allow_truncated_tail: bool = False, verify_crc: bool = True
 ) -> Iterator[RecordBatch]:
@@ -398,37 +507,31 @@ def iter_batches(
     end = len(view)
     position = 0
     while position < end:
-        remaining = end - position
-        if remaining < LOG_OVERHEAD:
-            if allow_truncated_tail:
-                return
-            raise CorruptRecordError(f"{remaining} trailing bytes are too few for a batch header")
-        (batch_length,) = _I32.unpack_from(view, position + LENGTH_OFFSET)
-        if batch_length < _LEGACY_RECORD_OVERHEAD_V0:
-            raise CorruptRecordError(f"batch length {batch_length} is impossibly small")
-        if remaining <= MAGIC_OFFSET:
-            if allow_truncated_tail:
-                return
-            raise CorruptRecordError(f"{remaining} trailing bytes are too few for a batch header")
-        (magic,) = _I8.unpack_from(view, position + MAGIC_OFFSET)
-        _check_magic(magic)
-        if batch_length < MIN_BATCH_LENGTH:
-            raise CorruptRecordError(
-                f"batch length {batch_length} is below the minimum {MIN_BATCH_LENGTH}"
-            )
-        size = batch_length + LOG_OVERHEAD
-        if size > remaining:
-            if allow_truncated_tail:
-                return
-            raise CorruptRecordError(
-                f"batch of {size} bytes is truncated: only {remaining} bytes remain"
-            )
-        batch = RecordBatch(view[position : position + size])
-        if verify_crc:
-            batch.ensure_valid()
-        if batch.compression_id not in CODECS:
-            raise UnsupportedCompressionTypeError(
-                f"unknown compression type id {batch.compression_id}"
-            )
-        yield batch
+        fields = _read_frame(view, position, allow_truncated_tail, verify_crc)
+        if fields is None:
+            return
+        size = fields[FIELD_BATCH_LENGTH] + LOG_OVERHEAD
+        yield RecordBatch._of_frame(view[position : position + size])
         position += size
+
+
+def check_client_batches(buffer: BytesLike) -> list[tuple[int, HeaderFields]]:
+    """A producer's blob checked as a leader checks it, reading each 61-byte header once.
+
+    Every frame and CRC first, as :func:`iter_batches` checks them, then Kafka's client-batch
+    rules (:meth:`RecordBatch.ensure_valid_from_client`) on every batch: Kafka, too, runs
+    ``analyzeAndValidateRecords`` over the whole blob before its ``LogValidator``. Returns
+    (position in the blob, header fields) per batch; an empty blob gives an empty list.
+    """
+    view = _as_byte_view(buffer)
+    end = len(view)
+    position = 0
+    found: list[tuple[int, HeaderFields]] = []
+    while position < end:
+        fields = _read_frame(view, position, False, True)
+        assert fields is not None  # only a tolerated truncated tail gives None
+        found.append((position, fields))
+        position += fields[FIELD_BATCH_LENGTH] + LOG_OVERHEAD
+    for _, fields in found:
+        _check_client_fields(fields)
+    return found

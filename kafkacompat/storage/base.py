@@ -12,12 +12,15 @@ protocol layer's speed ceiling).  Storage tests are written once and run on ever
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 from kafkacompat.errors import ErrorCode, KafkaProtocolError
 
 NO_TIMESTAMP = -1
+DELETED_SUFFIX: Final = ".deleted"
+"""Kafka's suffix for segment files waiting out ``file.delete.delay.ms`` before the unlink."""
 
 
 class OffsetOutOfRangeError(KafkaProtocolError):
@@ -44,10 +47,30 @@ class FileRegion:
     position: int
     length: int
 
+    def open(self) -> int:
+        """A new read-only descriptor of the file (the caller closes it). A segment deleted
+        since the region was made keeps its bytes under ``path + DELETED_SUFFIX`` for
+        ``file.delete.delay.ms``, so a reader that was handed the region still finds them."""
+        try:
+            return os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return os.open(self.path + DELETED_SUFFIX, os.O_RDONLY | os.O_CLOEXEC)
+
     def read(self) -> bytes:
-        with open(self.path, "rb") as f:
-            f.seek(self.position)
-            return f.read(self.length)
+        fd = self.open()
+        try:
+            # One pread unless the region exceeds Linux's ~2 GiB cap on a single read.
+            parts: list[bytes] = []
+            done = 0
+            while done < self.length:
+                data = os.pread(fd, self.length - done, self.position + done)
+                if not data:
+                    break
+                parts.append(data)
+                done += len(data)
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+        finally:
+            os.close(fd)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +129,11 @@ class PartitionLog(Protocol):
 
     def apply_retention(self, now_ms: int) -> int:
         """Delete whole old segments past retention.ms / retention.bytes; returns how many."""
+        ...
+
+    def end_offset_for_epoch(self, leader_epoch: int) -> tuple[int, int]:
+        """OffsetForLeaderEpoch: (the largest known epoch <= ``leader_epoch``, the start offset
+        of the next epoch or the LEO if it is the latest), or (-1, -1) when undefined."""
         ...
 
     def flush(self) -> None: ...

@@ -8,6 +8,7 @@ Layout (Kafka's names, so Kafka's tools and engineers recognise it)::
     <data>/replication-offset-checkpoint      per partition: high watermark
     <data>/.kafka_cleanshutdown               present only after a clean shutdown
     <data>/<topic>-<partition>/partition.metadata   the topic id
+    <data>/<topic>-<partition>/leader-epoch-checkpoint   per epoch: its first offset
     <data>/__kafkacompat_topics/<topic id>.properties   ours: topic name, partitions, overrides
 
 Kafka keeps topic configs in its KRaft metadata log; a single broker does not need a Raft log,
@@ -24,7 +25,7 @@ import base64
 import contextlib
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -35,6 +36,7 @@ LOG_START_OFFSET_CHECKPOINT: Final = "log-start-offset-checkpoint"
 REPLICATION_OFFSET_CHECKPOINT: Final = "replication-offset-checkpoint"
 CLEAN_SHUTDOWN_FILE: Final = ".kafka_cleanshutdown"
 PARTITION_METADATA: Final = "partition.metadata"
+LEADER_EPOCH_CHECKPOINT: Final = "leader-epoch-checkpoint"
 TOPICS_DIR: Final = "__kafkacompat_topics"
 TOPIC_FILE_SUFFIX: Final = ".properties"
 
@@ -202,7 +204,8 @@ def write_checkpoint(path: Path, offsets: Mapping[TopicPartition, int]) -> None:
     atomic_write(path, format_checkpoint(offsets))
 
 
-def parse_checkpoint(path: Path, text: str) -> dict[TopicPartition, int]:
+def _checkpoint_entries(path: Path | str, text: str) -> list[str]:
+    """The entry lines of a Kafka ``CheckpointFile`` after checking its version and count."""
     lines = text.splitlines()
     if len(lines) < 2:
         raise CorruptFileError(path, "checkpoint needs a version line and a count line")
@@ -215,8 +218,12 @@ def parse_checkpoint(path: Path, text: str) -> dict[TopicPartition, int]:
     entries = [line for line in lines[2:] if line.strip()]
     if count != len(entries):
         raise CorruptFileError(path, f"expected {count} entries, found {len(entries)}")
+    return entries
+
+
+def parse_checkpoint(path: Path, text: str) -> dict[TopicPartition, int]:
     offsets: dict[TopicPartition, int] = {}
-    for number, line in enumerate(entries, 3):
+    for number, line in enumerate(_checkpoint_entries(path, text), 3):
         parts = line.split()
         try:
             topic, partition, offset = parts[0], int(parts[1]), int(parts[2])
@@ -233,6 +240,51 @@ def read_checkpoint(path: Path) -> dict[TopicPartition, int]:
     if not path.exists():
         return {}
     return parse_checkpoint(path, _read_text(path))
+
+
+# -- leader-epoch-checkpoint -----------------------------------------------------------------
+
+
+def format_leader_epoch_checkpoint(entries: Iterable[tuple[int, int]]) -> bytes:
+    """Kafka's ``LeaderEpochCheckpointFile``: version 0, entry count, ``epoch startOffset`` lines."""
+    listed = list(entries)
+    lines = [str(CHECKPOINT_VERSION), str(len(listed))]
+    lines.extend(f"{epoch} {start_offset}" for epoch, start_offset in listed)
+    return ("\n".join(lines) + "\n").encode("ascii")
+
+
+def write_leader_epoch_checkpoint(path: Path | str, entries: Iterable[tuple[int, int]]) -> None:
+    atomic_write(Path(path), format_leader_epoch_checkpoint(entries))
+
+
+def parse_leader_epoch_checkpoint(path: Path | str, text: str) -> list[tuple[int, int]]:
+    entries: list[tuple[int, int]] = []
+    if not text:
+        return entries  # Kafka creates the file empty and reads an empty file as no entries
+    for number, line in enumerate(_checkpoint_entries(path, text), 3):
+        parts = line.split()
+        try:
+            if len(parts) != 2:
+                raise ValueError
+            epoch, start_offset = int(parts[0]), int(parts[1])
+        except ValueError:
+            raise CorruptFileError(path, f"line {number} is not 'epoch startOffset'") from None
+        entries.append((epoch, start_offset))
+    return entries
+
+
+def read_leader_epoch_checkpoint(path: Path | str) -> list[tuple[int, int]] | None:
+    """The entries, oldest first; None when the file is absent (a log older than the file).
+    Read by every partition at start-up, hence a plain ``open`` of a ``str`` path."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return None
+    try:
+        return parse_leader_epoch_checkpoint(path, text.decode("ascii"))
+    except UnicodeDecodeError:
+        raise CorruptFileError(path, "not ASCII") from None
 
 
 # -- meta.properties -------------------------------------------------------------------------

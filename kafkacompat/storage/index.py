@@ -65,6 +65,7 @@ class _IndexFile:
         self.max_entries = max(1, max_index_size // self.entry_size)
         self._loaded = False
         self._persisted = 0  # entries already in the file; the rest are written on flush()
+        self._synced = False  # the file holds exactly the persisted entries, fsync'd
 
     # -- subclass hooks ------------------------------------------------------------------------
 
@@ -107,23 +108,25 @@ class _IndexFile:
         self._decode(data)
         self._loaded = True
         self._persisted = len(self)
+        self._synced = bool(data)  # an empty or missing file is (re)created by the next flush
 
     def reset(self) -> None:
         """Forget every entry and empty the file; used before a rebuild from the log."""
         self._clear()
         self._loaded = True
         self._persisted = 0
+        self._synced = False
         with open(self.path, "wb"):
             pass
 
     @property
     def is_full(self) -> bool:
-        self.load()
-        return len(self) >= self.max_entries
+        raise NotImplementedError
 
     def flush(self) -> None:
-        """Write entries appended since the last flush, then fsync the file."""
-        if not self._loaded:
+        """Write entries appended since the last flush, then fsync the file. Nothing at all
+        when nothing changed: a periodic flush of every partition must not fsync idle ones."""
+        if not self._loaded or (self._synced and self._persisted == len(self)):
             return
         pending = self._encode(self._persisted)
         with open(self.path, "ab") as f:
@@ -132,6 +135,7 @@ class _IndexFile:
             f.flush()
             os.fsync(f.fileno())
         self._persisted = len(self)
+        self._synced = True
 
     def unload(self) -> None:
         """Drop the in-memory entries of a flushed, inactive segment; reread on next use."""
@@ -168,6 +172,13 @@ class OffsetIndex(_IndexFile):
     def __len__(self) -> int:
         return len(self._relative_offsets)
 
+    @property
+    def is_full(self) -> bool:
+        # Asked before appends that add an entry; no Python-level __len__ on the way.
+        if not self._loaded:
+            self.load()
+        return len(self._relative_offsets) >= self.max_entries
+
     def _decode(self, data: bytes) -> None:
         offsets, positions = _int32_pairs(data)
         for column in (offsets, positions):
@@ -196,14 +207,14 @@ class OffsetIndex(_IndexFile):
             )
 
     def append(self, offset: int, position: int) -> None:
-        self.load()
+        if not self._loaded:  # checked inline: this runs on the append path
+            self.load()
         relative = offset - self.base_offset
-        if len(self._relative_offsets) and (
-            relative <= self._relative_offsets[-1] or position <= self._positions[-1]
-        ):
+        offsets, positions = self._relative_offsets, self._positions
+        if offsets and (relative <= offsets[-1] or position <= positions[-1]):
             return  # never out of order; a duplicate hint adds nothing
-        self._relative_offsets.append(relative)
-        self._positions.append(position)
+        offsets.append(relative)
+        positions.append(position)
 
     def lookup(self, target_offset: int) -> tuple[int, int]:
         """(offset, position) of the last entry with offset <= target, else (base offset, 0)."""
@@ -241,6 +252,12 @@ class TimeIndex(_IndexFile):
     def __len__(self) -> int:
         return len(self._timestamps)
 
+    @property
+    def is_full(self) -> bool:
+        if not self._loaded:
+            self.load()
+        return len(self._timestamps) >= self.max_entries
+
     def _decode(self, data: bytes) -> None:
         timestamps: array[int] = array("q")
         offsets: array[int] = array("i")
@@ -272,10 +289,12 @@ class TimeIndex(_IndexFile):
             raise CorruptIndexError(f"{self.path} names an offset past the log end")
 
     def maybe_append(self, timestamp: int, offset: int) -> None:
-        self.load()
-        if len(self._timestamps) and timestamp <= self._timestamps[-1]:
+        if not self._loaded:  # checked inline: this runs on the append path
+            self.load()
+        timestamps = self._timestamps
+        if timestamps and timestamp <= timestamps[-1]:
             return
-        self._timestamps.append(timestamp)
+        timestamps.append(timestamp)
         self._relative_offsets.append(max(offset - self.base_offset, 0))
 
     def lookup(self, target_timestamp: int) -> int:

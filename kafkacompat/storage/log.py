@@ -19,6 +19,18 @@ shutdown the segments from the one holding the recovery point on are revalidated
 and cut at the first bad byte, so recovery time depends on the unflushed tail, not on the size
 of the log. The passes are numbered in :meth:`Log._load`.
 
+*Leader epochs.* ``leader-epoch-checkpoint`` (Kafka's format) summarises which leader epoch
+wrote which offsets (:mod:`kafkacompat.storage.epoch`). Changes are written (atomically, with
+fsync) whenever the recovery point moves (flush, roll, close) and by :meth:`Log.maybe_flush`,
+never on the append path: recovery re-derives every entry of the unflushed tail from the
+batches, so the file only has to be complete below the recovery point. Kafka instead fsyncs it
+inside the append that starts an epoch, which here would put two fsyncs on the first produce
+to every partition. A missing or unreadable file is rebuilt from the batch headers.
+
+*Deletion.* Retention and DeleteRecords rename whole segments to ``*.deleted`` and unlink them
+``file.delete.delay.ms`` later (:meth:`Log.delete_expired_files`, also run by
+:meth:`Log.apply_retention`), so a fetch holding a :class:`FileRegion` can still read it.
+
 *Time* is always passed in (``now_ms``); nothing here reads the wall clock.
 
 *Descriptors.* Index files are opened only for the moment of a flush or a load. A segment's
@@ -31,18 +43,26 @@ every inactive segment's descriptor) or :meth:`Log.close`.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import os
 import re
 from dataclasses import dataclass
 from typing import Final, Protocol
 
 from kafkacompat.errors import ErrorCode
-from kafkacompat.records.batch import TimestampType, iter_batches
-from kafkacompat.records.errors import (
-    CorruptRecordError,
-    InvalidRecordError,
-    RecordTooLargeError,
+from kafkacompat.records.batch import (
+    FIELD_BATCH_LENGTH,
+    FIELD_LAST_OFFSET_DELTA,
+    FIELD_MAX_TIMESTAMP,
+    FIELD_RECORDS_COUNT,
+    LOG_OVERHEAD,
+    OFFSET_LENGTH_EPOCH,
+    RecordBatch,
+    TimestampType,
+    check_client_batches,
 )
+from kafkacompat.records.errors import InvalidRecordError, RecordTooLargeError
+from kafkacompat.storage import files
 from kafkacompat.storage.base import (
     AppendInfo,
     FileRegion,
@@ -50,10 +70,13 @@ from kafkacompat.storage.base import (
     ReadResult,
     TimestampOffset,
 )
+from kafkacompat.storage.epoch import LeaderEpochCache
 from kafkacompat.storage.index import CorruptIndexError
 from kafkacompat.storage.segment import (
     LOG_SUFFIX,
+    MAX_RELATIVE_OFFSET,
     NO_TIMESTAMP,
+    BatchSpan,
     FdSource,
     LogSegment,
     Opener,
@@ -88,6 +111,8 @@ class LogSettings(Protocol):
     def flush_ms(self) -> int | None: ...
     @property
     def max_message_bytes(self) -> int: ...
+    @property
+    def file_delete_delay_ms(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,12 +129,23 @@ class DefaultLogSettings:
     flush_messages: int | None = None
     flush_ms: int | None = None
     max_message_bytes: int = 1_048_588
+    file_delete_delay_ms: int = 60_000
 
 
 class RecordBatchTooLargeError(InvalidRecordError):
     """A produce blob larger than a whole segment (Kafka's RecordBatchTooLargeException)."""
 
     error_code = ErrorCode.RECORD_LIST_TOO_LARGE
+
+
+@dataclass(slots=True)
+class _PendingDeletion:
+    """Files renamed to ``*.deleted``, waiting out file.delete.delay.ms."""
+
+    paths: list[str]
+    renamed_at_ms: int | None
+    """None until the next sweep: DeleteRecords is not told the time, so the delay counts from
+    the first sweep after it, never less than the delay from the rename."""
 
 
 class Log:
@@ -143,6 +179,9 @@ class Log:
         self._unflushed_messages = 0
         self._last_flush_ms = now_ms
         self.recovered_bytes_truncated = 0
+        self._epochs = LeaderEpochCache()
+        self._epochs_dirty = False  # changed in memory since the checkpoint was written
+        self._pending_deletions: list[_PendingDeletion] = []
         os.makedirs(directory, exist_ok=True)
         self._load(clean_shutdown)
 
@@ -186,15 +225,25 @@ class Log:
             try:
                 segment.check_indexes()
             except CorruptIndexError:
-                if i < unflushed_from:  # the rest are rebuilt by pass 3 anyway
+                if i < unflushed_from:  # the rest are rebuilt by pass 4 anyway
                     segment.rebuild_indexes()
 
-        # Pass 3: after an unclean shutdown, revalidate every batch written since the recovery
+        # Pass 3: the leader epoch cache, as far as the flushed segments go. Entries from the
+        # first unflushed segment on are dropped: pass 4 re-derives them from the batches that
+        # survive. Without a (readable) checkpoint, the flushed segments' headers say it all.
+        on_disk = self._read_epoch_checkpoint()
+        if on_disk is None:
+            for segment in self._segments[:unflushed_from]:
+                segment.scan_leader_epochs(self._epochs)
+        elif unflushed_from < len(self._segments):
+            self._epochs.truncate_from_end(self._segments[unflushed_from].base_offset)
+
+        # Pass 4: after an unclean shutdown, revalidate every batch written since the recovery
         # point, truncate at the first invalid byte, and drop any later segment: the log must
         # stay contiguous, and nothing after a hole can have been acknowledged as durable.
         for i in range(unflushed_from, len(self._segments)):
             segment = self._segments[i]
-            truncated = segment.recover()
+            truncated = segment.recover(self._epochs)
             self.recovered_bytes_truncated += truncated
             if truncated:
                 for later in self._segments[i + 1 :]:
@@ -209,7 +258,7 @@ class Log:
         self._segments = [s for s in self._segments[:-1] if not s.is_empty] + self._segments[-1:]
         self._base_offsets = [segment.base_offset for segment in self._segments]
 
-        # Pass 4: the log end offset comes from the last valid batch, and never sits below the
+        # Pass 5: the log end offset comes from the last valid batch, and never sits below the
         # log start offset (DeleteRecords may have moved it past everything on disk); in that
         # case the log restarts empty at the log start offset, as Kafka's does.
         if self._segments:
@@ -228,6 +277,36 @@ class Log:
         self._recovery_point = min(
             max(self._recovery_point, self._log_start_offset), self.log_end_offset
         )
+
+        # Pass 6: the epoch cache follows the final log bounds (Kafka's truncateFromEnd and
+        # truncateFromStart after loading); persisted if that changed it, or if it was rebuilt
+        # from a non-empty log (so the rebuild is not repeated at every start).
+        self._epochs.truncate_from_end(self.log_end_offset)
+        self._epochs.truncate_from_start(self._log_start_offset)
+        if (on_disk is None and self.log_end_offset > self._log_start_offset) or (
+            on_disk is not None and self._epochs.entries != on_disk
+        ):
+            self._write_epoch_checkpoint()
+
+    @property
+    def _epoch_checkpoint_path(self) -> str:
+        return os.path.join(self.directory, files.LEADER_EPOCH_CHECKPOINT)
+
+    def _read_epoch_checkpoint(self) -> list[tuple[int, int]] | None:
+        """Load the checkpoint into the cache; returns its entries, or None when it is missing
+        or unreadable (it holds nothing the log's batches cannot tell again)."""
+        try:
+            entries = files.read_leader_epoch_checkpoint(self._epoch_checkpoint_path)
+            if entries is not None:
+                self._epochs = LeaderEpochCache(entries)
+            return entries
+        except (files.CorruptFileError, ValueError):
+            self._epochs = LeaderEpochCache()
+            return None
+
+    def _write_epoch_checkpoint(self) -> None:
+        files.write_leader_epoch_checkpoint(self._epoch_checkpoint_path, self._epochs.entries)
+        self._epochs_dirty = False
 
     def _first_unflushed_index(self, clean_shutdown: bool) -> int:
         """Index of the segment holding the recovery point (len(segments) after a clean stop)."""
@@ -277,64 +356,75 @@ class Log:
             view = memoryview(bytearray(view))  # stamps happen in place
         settings = self.settings
         # Validate everything before stamping anything: a blob is appended whole or not at all.
-        batches = list(iter_batches(view))
+        # Each header is unpacked once here and its fields reused below.
+        batches = check_client_batches(view)
         if not batches:
-            raise CorruptRecordError("produce request holds no record batches")
+            # Kafka never lets an empty records field reach its log: for Produce v3+ (all that
+            # carry RecordBatch v2) ProduceRequest.validateRecords refuses it with
+            # InvalidRecordException, "must have at least one record batch per partition", a
+            # partition-level INVALID_RECORD. (UnifiedLog.append would merely return without
+            # appending, since validBytes <= 0, but no produce gets that far.)
+            raise InvalidRecordError("produce records hold no record batch for this partition")
+        max_message_bytes = settings.max_message_bytes
         message_count = 0
-        for batch in batches:
-            batch.ensure_valid_from_client()
-            if batch.size_in_bytes > settings.max_message_bytes:
+        for _, fields in batches:
+            batch_size = fields[FIELD_BATCH_LENGTH] + LOG_OVERHEAD
+            if batch_size > max_message_bytes:
                 raise RecordTooLargeError(
-                    f"batch of {batch.size_in_bytes} bytes exceeds max.message.bytes "
-                    f"{settings.max_message_bytes}"
+                    f"batch of {batch_size} bytes exceeds max.message.bytes {max_message_bytes}"
                 )
-            message_count += batch.records_count
-        if len(view) > settings.segment_bytes:
+            message_count += fields[FIELD_RECORDS_COUNT]
+        size = len(view)
+        if size > settings.segment_bytes:
             raise RecordBatchTooLargeError(
-                f"{len(view)} bytes of records exceed segment.bytes {settings.segment_bytes}"
+                f"{size} bytes of records exceed segment.bytes {settings.segment_bytes}"
             )
 
-        base_offset = self.log_end_offset
+        segment = self._segments[-1]
+        base_offset = segment.next_offset
         log_append_time = now_ms if settings.message_timestamp_type == LOG_APPEND_TIME else -1
         offset = base_offset
         max_timestamp = NO_TIMESTAMP
-        for batch in batches:
-            batch.set_base_offset(offset)
-            batch.set_partition_leader_epoch(leader_epoch)
+        spans: list[BatchSpan] = []
+        stamp = OFFSET_LENGTH_EPOCH.pack_into
+        for position, fields in batches:
+            batch_length = fields[FIELD_BATCH_LENGTH]
+            stamp(view, position, offset, batch_length, leader_epoch)
+            batch_max_timestamp = fields[FIELD_MAX_TIMESTAMP]
             if log_append_time != -1:
+                batch = RecordBatch(view[position : position + batch_length + LOG_OVERHEAD])
                 batch.set_max_timestamp(TimestampType.LOG_APPEND_TIME, log_append_time)
-            max_timestamp = max(max_timestamp, batch.max_timestamp)
-            offset = batch.next_offset
+                batch_max_timestamp = log_append_time
+            if batch_max_timestamp > max_timestamp:
+                max_timestamp = batch_max_timestamp
+            offset += fields[FIELD_LAST_OFFSET_DELTA] + 1
+            spans.append((batch_length + LOG_OVERHEAD, offset - 1, batch_max_timestamp))
         last_offset = offset - 1
 
-        segment = self._maybe_roll(len(view), last_offset, now_ms)
-        segment.append(view, batches, now_ms)
+        if segment.size and self._should_roll(segment, size, last_offset, now_ms):
+            segment = self.roll()
+        segment.append(view, spans, now_ms)
+        if leader_epoch > self._epochs.latest_epoch:
+            self._epochs.assign(leader_epoch, base_offset)
+            self._epochs_dirty = True  # persisted before the recovery point passes it
         self._unflushed_messages += message_count
-        self._maybe_flush_after_append(now_ms)
+        if settings.flush_messages is not None or settings.flush_ms is not None:
+            self._maybe_flush_after_append(now_ms)
         return AppendInfo(
-            base_offset=base_offset,
-            last_offset=last_offset,
-            max_timestamp=max_timestamp,
-            log_append_time=log_append_time,
-            log_start_offset=self._log_start_offset,
+            base_offset, last_offset, max_timestamp, log_append_time, self._log_start_offset
         )
 
-    def _maybe_roll(self, size: int, last_offset: int, now_ms: int) -> LogSegment:
-        """Kafka's shouldRoll: full by bytes, old by segment.ms, full indexes, or relative
-        offsets that would no longer fit an int32."""
-        segment = self.active_segment
-        if segment.is_empty:
-            return segment
+    def _should_roll(self, segment: LogSegment, size: int, last_offset: int, now_ms: int) -> bool:
+        """Kafka's shouldRoll for a non-empty active segment: full by bytes, old by segment.ms,
+        full indexes, or relative offsets that would no longer fit an int32."""
         settings = self.settings
         rolling_base = segment.rolling_base_ms
-        if (
+        return (
             segment.size > settings.segment_bytes - size
             or (rolling_base is not None and now_ms - rolling_base >= settings.segment_ms)
             or segment.indexes_full
-            or segment.would_overflow_offsets(last_offset)
-        ):
-            return self.roll()
-        return segment
+            or last_offset - segment.base_offset > MAX_RELATIVE_OFFSET
+        )
 
     def roll(self) -> LogSegment:
         """Close the active segment for appends and start one at the log end offset."""
@@ -345,6 +435,8 @@ class Log:
         # Kafka flushes the old segment asynchronously; here it is synchronous and moves the
         # recovery point, so an unclean restart only revalidates the new active segment.
         old.flush()
+        if self._epochs_dirty:
+            self._write_epoch_checkpoint()
         new_base = old.next_offset
         new = self._new_segment(new_base)
         for stale in (new.log_path, new.offset_index.path, new.time_index.path):
@@ -367,7 +459,8 @@ class Log:
             self.flush(now_ms)
 
     def maybe_flush(self, now_ms: int) -> bool:
-        """For the manager's periodic task: flush if ``flush.ms`` has elapsed."""
+        """For the broker's periodic task: flush if ``flush.ms`` has elapsed, and persist a
+        changed leader epoch cache. A few attribute reads when there is nothing to do."""
         flush_ms = self.settings.flush_ms
         if (
             flush_ms is not None
@@ -376,6 +469,8 @@ class Log:
         ):
             self.flush(now_ms)
             return True
+        if self._epochs_dirty:
+            self._write_epoch_checkpoint()
         return False
 
     def flush(self, now_ms: int | None = None) -> None:
@@ -383,6 +478,8 @@ class Log:
         first = max(bisect.bisect_right(self._base_offsets, self._recovery_point) - 1, 0)
         for segment in self._segments[first:]:
             segment.flush()
+        if self._epochs_dirty:  # before the recovery point vouches for the epochs' batches
+            self._write_epoch_checkpoint()
         self._recovery_point = self.log_end_offset
         self._unflushed_messages = 0
         if now_ms is not None:
@@ -397,7 +494,11 @@ class Log:
             segment.time_index.unload()
 
     def close(self) -> None:
+        """Flush, unlink every file still waiting for deletion (nothing reads it once the log
+        is gone; a crash before this leaves them to the next load), close descriptors."""
         self.flush()
+        self._unlink_pending(self._pending_deletions)
+        self._pending_deletions = []
         for segment in self._segments:
             segment.close_handles()
 
@@ -470,53 +571,105 @@ class Log:
             best.max_timestamp, max(header.base_offset, self._log_start_offset)
         )
 
+    # -- leader epochs ---------------------------------------------------------------------------
+
+    def end_offset_for_epoch(self, leader_epoch: int) -> tuple[int, int]:
+        return self._epochs.end_offset_for(leader_epoch, self.log_end_offset)
+
+    @property
+    def leader_epoch_entries(self) -> list[tuple[int, int]]:
+        """(epoch, start offset) pairs, oldest first, as in leader-epoch-checkpoint."""
+        return self._epochs.entries
+
     # -- deletion --------------------------------------------------------------------------------
 
-    def _delete_oldest(self, count: int) -> int:
-        """Delete the ``count`` oldest segments (never the active one); move the log start."""
+    def _delete_oldest(self, count: int, now_ms: int | None) -> int:
+        """Delete the ``count`` oldest segments (never the active one), deferred by
+        file.delete.delay.ms; move the log start."""
         count = min(count, len(self._segments) - 1)
+        if count <= 0:
+            return 0
+        renamed: list[str] = []
         for segment in self._segments[:count]:
-            segment.delete()
+            renamed += segment.rename_for_deletion()
+        self._pending_deletions.append(_PendingDeletion(renamed, now_ms))
         del self._segments[:count]
         del self._base_offsets[:count]
-        self._log_start_offset = max(self._log_start_offset, self._segments[0].base_offset)
-        self._recovery_point = max(self._recovery_point, self._log_start_offset)
-        return max(count, 0)
+        self._move_log_start(max(self._log_start_offset, self._segments[0].base_offset))
+        return count
+
+    def _move_log_start(self, offset: int) -> None:
+        self._log_start_offset = offset
+        self._recovery_point = max(self._recovery_point, offset)
+        if self._epochs.truncate_from_start(offset):
+            self._epochs_dirty = True
+
+    def delete_expired_files(self, now_ms: int) -> int:
+        """Unlink segment files renamed for deletion at least file.delete.delay.ms ago;
+        returns how many. For the broker's periodic task: nothing but a list check when idle."""
+        if not self._pending_deletions:
+            return 0
+        delay = self.settings.file_delete_delay_ms
+        expired: list[_PendingDeletion] = []
+        waiting: list[_PendingDeletion] = []
+        for pending in self._pending_deletions:
+            if pending.renamed_at_ms is None:
+                pending.renamed_at_ms = now_ms
+            (expired if now_ms - pending.renamed_at_ms >= delay else waiting).append(pending)
+        self._pending_deletions = waiting
+        return self._unlink_pending(expired)
+
+    @staticmethod
+    def _unlink_pending(pending: list[_PendingDeletion]) -> int:
+        unlinked = 0
+        for deletion in pending:
+            for path in deletion.paths:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                    unlinked += 1
+        return unlinked
 
     def delete_records_before(self, offset: int) -> int:
+        if offset == -1:  # DeleteRecords' "up to the high watermark", as in Kafka
+            offset = self.high_watermark
         if offset > self.high_watermark or offset < 0:
             raise OffsetOutOfRangeError(
                 f"cannot delete records before {offset}: high watermark is {self.high_watermark}"
             )
         if offset > self._log_start_offset:
-            self._log_start_offset = offset
+            self._move_log_start(offset)
             # Segments whose successor starts at or before the new log start hold nothing
             # readable (Kafka's deleteLogStartOffsetBreachedSegments).
             whole = bisect.bisect_right(self._base_offsets, offset) - 1
-            self._delete_oldest(whole)
+            self._delete_oldest(whole, None)
         return self._log_start_offset
 
     def apply_retention(self, now_ms: int) -> int:
         """Kafka's deleteRetentionMsBreachedSegments, then deleteRetentionSizeBreachedSegments:
-        whole segments from the oldest, stopping at the first that must stay."""
-        settings = self.settings
+        whole segments from the oldest, stopping at the first that must stay; returns how many.
+        Also unlinks files whose file.delete.delay.ms has passed. Cheap on a one-segment log,
+        so the broker may call it for every partition every few seconds."""
         deleted = 0
-        if settings.retention_ms >= 0:
-            count = 0
-            for segment in self._segments[:-1]:
-                if now_ms - segment.max_timestamp <= settings.retention_ms:
-                    break
-                count += 1
-            deleted += self._delete_oldest(count)
-        if settings.retention_bytes >= 0:
-            excess = self.size_in_bytes - settings.retention_bytes
-            count = 0
-            for segment in self._segments[:-1]:
-                if excess - segment.size < 0:
-                    break
-                excess -= segment.size
-                count += 1
-            deleted += self._delete_oldest(count)
+        if len(self._segments) > 1:
+            settings = self.settings
+            if settings.retention_ms >= 0:
+                count = 0
+                for segment in self._segments[:-1]:
+                    if now_ms - segment.max_timestamp <= settings.retention_ms:
+                        break
+                    count += 1
+                deleted += self._delete_oldest(count, now_ms)
+            if settings.retention_bytes >= 0:
+                excess = self.size_in_bytes - settings.retention_bytes
+                count = 0
+                for segment in self._segments[:-1]:
+                    if excess - segment.size < 0:
+                        break
+                    excess -= segment.size
+                    count += 1
+                deleted += self._delete_oldest(count, now_ms)
+        if self._pending_deletions:
+            self.delete_expired_files(now_ms)
         return deleted
 
     def __repr__(self) -> str:

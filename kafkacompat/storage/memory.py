@@ -27,6 +27,7 @@ from kafkacompat.storage.base import (
     TimestampOffset,
 )
 from kafkacompat.storage.config import LONG_MAX, LogConfig
+from kafkacompat.storage.epoch import LeaderEpochCache
 
 
 class InvalidTimestampError(KafkaProtocolError):
@@ -74,6 +75,7 @@ def validate_client_batches(
     """Every check Kafka makes on a leader append, before anything is stamped."""
     batches = list(iter_batches(records))
     if not batches:
+        # Kafka's ProduceRequest.validateRecords: INVALID_RECORD, as the disk log answers.
         raise InvalidRecordError("no record batches to append")
     for batch in batches:
         batch.ensure_valid_from_client()
@@ -120,6 +122,7 @@ class MemoryLog:
         self._size = 0
         self._log_start_offset = log_start_offset
         self._log_end_offset = log_start_offset
+        self._epochs = LeaderEpochCache()
 
     # -- offsets ---------------------------------------------------------------------------------
 
@@ -162,6 +165,8 @@ class MemoryLog:
             config=self.config,
             now_ms=now_ms,
         )
+        if leader_epoch > self._epochs.latest_epoch:
+            self._epochs.assign(leader_epoch, base_offset)
         for batch in batches:
             self._batches.append(batch.buffer.tobytes())
             self._base_offsets.append(batch.base_offset)
@@ -230,6 +235,15 @@ class MemoryLog:
                 return TimestampOffset(record.timestamp, record.offset)
         return TimestampOffset(best.max_timestamp, max(best.base_offset, self._log_start_offset))
 
+    # -- leader epochs ---------------------------------------------------------------------------
+
+    def end_offset_for_epoch(self, leader_epoch: int) -> tuple[int, int]:
+        return self._epochs.end_offset_for(leader_epoch, self._log_end_offset)
+
+    @property
+    def leader_epoch_entries(self) -> list[tuple[int, int]]:
+        return self._epochs.entries
+
     # -- deletion --------------------------------------------------------------------------------
 
     def _drop_front(self, count: int) -> None:
@@ -239,6 +253,7 @@ class MemoryLog:
         del self._last_offsets[:count]
         new_start = self._base_offsets[0] if self._batches else self._log_end_offset
         self._log_start_offset = max(self._log_start_offset, new_start)
+        self._epochs.truncate_from_start(self._log_start_offset)
 
     def delete_records_before(self, offset: int) -> int:
         """DeleteRecords. -1 means the high watermark; beyond it is OFFSET_OUT_OF_RANGE, as in

@@ -25,6 +25,7 @@ from kafkacompat.storage.base import (
     TimestampOffset,
 )
 from kafkacompat.storage.config import LogConfig
+from kafkacompat.storage.epoch import LeaderEpochCache
 
 _I32: Final = struct.Struct(">i")
 
@@ -36,6 +37,8 @@ class NullLog:
         self.config = config or LogConfig()
         self._log_start_offset = log_start_offset
         self._log_end_offset = log_start_offset
+        # Offsets advance as on a real log, so epochs are tracked too: one comparison an append.
+        self._epochs = LeaderEpochCache()
 
     @property
     def log_start_offset(self) -> int:
@@ -75,6 +78,8 @@ class NullLog:
             raise InvalidRecordError("no record batches to append")
         base_offset = self._log_end_offset
         self._log_end_offset += count
+        if leader_epoch > self._epochs.latest_epoch:
+            self._epochs.assign(leader_epoch, base_offset)
         log_append_time = now_ms if self.config.log_append_time else NO_TIMESTAMP
         return AppendInfo(
             base_offset=base_offset,
@@ -105,7 +110,11 @@ class NullLog:
                 f"cannot delete before {offset}: high watermark is {self._log_end_offset}"
             )
         self._log_start_offset = max(self._log_start_offset, offset)
+        self._epochs.truncate_from_start(self._log_start_offset)
         return self._log_start_offset
+
+    def end_offset_for_epoch(self, leader_epoch: int) -> tuple[int, int]:
+        return self._epochs.end_offset_for(leader_epoch, self._log_end_offset)
 
     def apply_retention(self, now_ms: int) -> int:
         return 0

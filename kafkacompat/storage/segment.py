@@ -12,19 +12,32 @@ State that is cheap to derive but costs I/O (next offset, max timestamp) is deri
 clean open, from the last index entries plus a walk over at most ``index.interval.bytes`` of
 headers, so opening a log costs nothing per segment beyond a ``stat``.
 
+Recovery reads the file in ~1 MiB chunks into one reused buffer and checks the batches inside
+each chunk from memory (CRC over ``memoryview`` slices); a batch cut by a chunk's end is read
+again at the start of the next chunk, so each byte is read about once whatever the batch size.
+
 The ``.log`` descriptor is opened on first use and can be closed any time with
 :meth:`LogSegment.close_handles`; the opener is injectable so a descriptor pool can count it.
+
+Deletion is either immediate (:meth:`LogSegment.delete`, used while loading) or deferred, as
+Kafka's ``file.delete.delay.ms``: :meth:`LogSegment.rename_for_deletion` gives every file the
+``.deleted`` suffix and the log unlinks them later, so a reader that already holds a region of
+the segment can still finish reading it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
+import crc32c
+
 from kafkacompat.records.batch import (
+    ATTRIBUTES_OFFSET,
+    COMPRESSION_CODEC_MASK,
     CURRENT_MAGIC,
     LOG_OVERHEAD,
     MIN_BATCH_LENGTH,
@@ -32,7 +45,8 @@ from kafkacompat.records.batch import (
     RecordBatch,
 )
 from kafkacompat.records.compression import CODECS
-from kafkacompat.records.errors import CorruptRecordError
+from kafkacompat.storage.base import DELETED_SUFFIX
+from kafkacompat.storage.epoch import LeaderEpochCache
 from kafkacompat.storage.index import CorruptIndexError, OffsetIndex, TimeIndex
 
 LOG_SUFFIX: Final = ".log"
@@ -47,6 +61,12 @@ Opener = Callable[[str, int, int], int]
 
 # O_APPEND: every write lands at the end even if the size tracked here were stale.
 LOG_FILE_FLAGS: Final = os.O_RDWR | os.O_CREAT | os.O_APPEND
+# Recovery's read size: large enough that a system call per chunk costs nothing next to the
+# CRC of its bytes, small enough to stay in the CPU caches between the read and the CRC.
+RECOVERY_CHUNK_BYTES: Final = 1 << 20
+
+BatchSpan = tuple[int, int, int]
+"""(size in bytes, last offset, max timestamp) of one stamped batch, as an append indexes it."""
 
 
 class FdSource(Protocol):
@@ -112,6 +132,7 @@ class LogSegment:
         # max timestamp, as Kafka's rollingBasedTimestamp does.
         self.rolling_base_ms: int | None = None
         self.dirty = False  # appended since the last fsync
+        self._indexes_full: bool | None = None  # cached is_full of both indexes; None: unknown
 
     # -- files -----------------------------------------------------------------------------------
 
@@ -235,51 +256,56 @@ class LogSegment:
 
     # -- append ----------------------------------------------------------------------------------
 
-    def append(self, blob: memoryview, batches: Sequence[RecordBatch], now_ms: int) -> None:
+    def append(self, blob: memoryview, batches: Sequence[BatchSpan], now_ms: int) -> None:
         """Write already-stamped batches with one ``write``, then index them (Kafka's order:
-        the index must never point at bytes that are not there)."""
-        self._load_tail()
-        start = self.size
+        the index must never point at bytes that are not there). ``batches`` describe ``blob``
+        from its start, in order."""
+        if self._next_offset is None:
+            self._load_tail()
+        position = self.size
         view = blob
         while view:  # regular files write fully unless the disk is full; loop to be sure
             written = os.write(self.fd, view)
             view = view[written:]
-        position = start
-        for batch in batches:
-            size = batch.size_in_bytes
-            header = BatchHeader(
-                position, batch.base_offset, batch.last_offset, size, batch.max_timestamp
-            )
-            self._index_batch(header)
+        # Kafka's LogSegment.append bookkeeping per batch, on locals: this runs for every append.
+        max_timestamp = self._max_timestamp
+        since_index = self._bytes_since_last_index_entry
+        interval = self.index_interval_bytes
+        last_offset = -1
+        for size, last_offset, batch_max_timestamp in batches:
+            if batch_max_timestamp > max_timestamp:
+                max_timestamp = batch_max_timestamp
+                self._offset_of_max_timestamp = last_offset
+            if since_index > interval:
+                self.offset_index.append(last_offset, position)
+                self.time_index.maybe_append(max_timestamp, self._offset_of_max_timestamp)
+                self._indexes_full = None
+                since_index = 0
+            since_index += size
             position += size
+        self._max_timestamp = max_timestamp
+        self._bytes_since_last_index_entry = since_index
         self.size = position
-        self._next_offset = batches[-1].last_offset + 1
+        self._next_offset = last_offset + 1
         if self.rolling_base_ms is None:
             self.rolling_base_ms = now_ms
         self.dirty = True
-
-    def _index_batch(self, header: BatchHeader) -> None:
-        """Kafka's LogSegment.append bookkeeping for one batch; shared with recovery."""
-        if header.max_timestamp > self._max_timestamp:
-            self._max_timestamp = header.max_timestamp
-            self._offset_of_max_timestamp = header.last_offset
-        if self._bytes_since_last_index_entry > self.index_interval_bytes:
-            self.offset_index.append(header.last_offset, header.position)
-            self.time_index.maybe_append(self._max_timestamp, self._offset_of_max_timestamp)
-            self._bytes_since_last_index_entry = 0
-        self._bytes_since_last_index_entry += header.size
 
     def would_overflow_offsets(self, last_offset: int) -> bool:
         return last_offset - self.base_offset > MAX_RELATIVE_OFFSET
 
     @property
     def indexes_full(self) -> bool:
-        return self.offset_index.is_full or self.time_index.is_full
+        # Asked before every append; the answer changes only when an entry is added.
+        if self._indexes_full is None:
+            self._indexes_full = self.offset_index.is_full or self.time_index.is_full
+        return self._indexes_full
 
     def on_become_inactive(self) -> None:
         """Record the final max timestamp so a reopen reads it from the time index alone."""
         if self.size:
             self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
+            self._indexes_full = None
 
     # -- read ------------------------------------------------------------------------------------
 
@@ -345,42 +371,151 @@ class LogSegment:
         """Rebuild both indexes from a log trusted to be whole (a flushed segment)."""
         self._rescan(validate=False)
 
-    def recover(self) -> int:
+    def recover(self, epochs: LeaderEpochCache | None = None) -> int:
         """Revalidate every batch (frame, CRC, codec, increasing offsets), truncate at the
-        first bad byte and rebuild both indexes. Returns how many bytes were cut."""
-        return self._rescan(validate=True)
+        first bad byte and rebuild both indexes. Returns how many bytes were cut.
 
-    def _rescan(self, *, validate: bool) -> int:
+        With ``epochs``, a batch whose leader epoch is newer than the cache's latest adds an
+        entry, as Kafka's ``LogSegment.recover`` does."""
+        return self._rescan(validate=True, epochs=epochs)
+
+    def scan_leader_epochs(self, epochs: LeaderEpochCache) -> None:
+        """Add this segment's epoch changes to ``epochs`` from the batch headers (a rebuild of
+        a missing leader-epoch-checkpoint)."""
+        latest = epochs.latest_epoch
+        for _, _, base_offset, _, _, epoch in self._walk(validate=False):
+            if base_offset < self.base_offset:
+                break  # not this segment's batch: the rest cannot be trusted either
+            if epoch > latest:
+                epochs.assign(epoch, base_offset)
+                latest = epoch
+
+    def _walk(self, *, validate: bool) -> Iterator[tuple[int, int, int, int, int, int]]:
+        """(position, size, base offset, last offset, max timestamp, leader epoch) of each
+        batch from the start, ending before the first that is not whole and sane (and, with
+        ``validate``, CRC-valid with a known codec). Offsets are the caller's to check.
+
+        Validation reads ~1 MiB chunks and checks each batch in memory; without it only each
+        header is read (61 bytes), so a walk over large batches costs one small read each.
+        """
+        header_size = RECORD_BATCH_HEADER.size
+        unpack = RECORD_BATCH_HEADER.unpack_from
+        chunk_bytes = RECOVERY_CHUNK_BYTES if validate else header_size
+        end = self.size
+        view = memoryview(bytearray(chunk_bytes))
+        chunk_start = 0  # file position of buffer[0]
+        filled = 0  # valid bytes in buffer
+        position = 0
+        while position + header_size <= end:
+            offset = position - chunk_start
+            if offset + header_size > filled:
+                view, filled = self._fill(view, position, header_size, chunk_bytes)
+                chunk_start, offset = position, 0
+                if filled < header_size:
+                    return
+            (
+                base_offset,
+                batch_length,
+                epoch,
+                magic,
+                crc,
+                attributes,
+                last_offset_delta,
+                _,
+                max_timestamp,
+                _,
+                _,
+                _,
+                _,
+            ) = unpack(view, offset)
+            size = batch_length + LOG_OVERHEAD
+            if (
+                magic != CURRENT_MAGIC
+                or batch_length < MIN_BATCH_LENGTH
+                or last_offset_delta < 0
+                or position + size > end
+            ):
+                return
+            if validate:
+                if offset + size > filled:
+                    view, filled = self._fill(view, position, size, chunk_bytes)
+                    chunk_start, offset = position, 0
+                    if filled < size:
+                        return
+                if (
+                    crc32c.crc32c(view[offset + ATTRIBUTES_OFFSET : offset + size]) != crc
+                    or attributes & COMPRESSION_CODEC_MASK not in CODECS
+                ):
+                    return
+            yield (
+                position,
+                size,
+                base_offset,
+                base_offset + last_offset_delta,
+                max_timestamp,
+                epoch,
+            )
+            position += size
+
+    def _fill(
+        self, view: memoryview, position: int, need: int, chunk_bytes: int
+    ) -> tuple[memoryview, int]:
+        """Read from ``position`` into ``view`` (a new, larger buffer if ``need`` exceeds it):
+        at least ``need`` bytes unless the file ends first. Returns (buffer, bytes read)."""
+        if need > len(view):
+            view = memoryview(bytearray(need))
+        want = min(max(need, chunk_bytes), len(view), self.size - position)
+        filled = 0
+        while filled < want:
+            read = os.preadv(self.fd, [view[filled:want]], position + filled)
+            if read == 0:
+                break
+            filled += read
+        return view, filled
+
+    def _rescan(self, *, validate: bool, epochs: LeaderEpochCache | None = None) -> int:
         self.offset_index.reset()
         self.time_index.reset()
-        self._max_timestamp = NO_TIMESTAMP
-        self._offset_of_max_timestamp = self.base_offset
-        self._bytes_since_last_index_entry = 0
+        self._indexes_full = None
+        offset_index, time_index = self.offset_index, self.time_index
+        interval = self.index_interval_bytes
+        max_timestamp = NO_TIMESTAMP
+        offset_of_max_timestamp = self.base_offset
+        since_index = 0
         expected = self.base_offset
-        position = 0
-        while position < self.size:
-            header = self._header_at(position)
-            if header is None or header.base_offset < expected:
+        end = 0
+        first_max_timestamp: int | None = None
+        latest_epoch = epochs.latest_epoch if epochs is not None else 0
+        for position, size, base_offset, last_offset, batch_max_timestamp, epoch in self._walk(
+            validate=validate
+        ):
+            if base_offset < expected:
                 break
-            if validate and not self._batch_is_valid(header):
-                break
-            self._index_batch(header)
-            expected = header.last_offset + 1
-            position += header.size
-        truncated = self.size - position
+            if first_max_timestamp is None:
+                first_max_timestamp = batch_max_timestamp
+            # The same bookkeeping as append, so a rebuilt index equals the original.
+            if batch_max_timestamp > max_timestamp:
+                max_timestamp = batch_max_timestamp
+                offset_of_max_timestamp = last_offset
+            if since_index > interval:
+                offset_index.append(last_offset, position)
+                time_index.maybe_append(max_timestamp, offset_of_max_timestamp)
+                since_index = 0
+            since_index += size
+            if epochs is not None and epoch > latest_epoch:
+                epochs.assign(epoch, base_offset)
+                latest_epoch = epoch
+            expected = last_offset + 1
+            end = position + size
+        self._max_timestamp = max_timestamp
+        self._offset_of_max_timestamp = offset_of_max_timestamp
+        self._bytes_since_last_index_entry = since_index
+        truncated = self.size - end
         if truncated:
-            self.truncate_bytes(position)
+            self.truncate_bytes(end)
         self._next_offset = expected
-        first = self._header_at(0) if self.size else None
-        self.rolling_base_ms = first.max_timestamp if first else None
+        self.rolling_base_ms = first_max_timestamp
         return truncated
-
-    def _batch_is_valid(self, header: BatchHeader) -> bool:
-        try:
-            batch = self.read_batch(header.position, header.size)
-        except CorruptRecordError:
-            return False
-        return batch.is_valid() and batch.compression_id in CODECS
 
     def truncate_bytes(self, size: int) -> None:
         os.ftruncate(self.fd, size)
@@ -402,12 +537,26 @@ class LogSegment:
         self.close_handles()
 
     def delete(self) -> None:
+        """Unlink the files now (while loading, when no reader can hold a region)."""
         self.close_handles()
         for path in (self.log_path,):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
         self.offset_index.delete()
         self.time_index.delete()
+
+    def rename_for_deletion(self) -> list[str]:
+        """Kafka's first step of a deferred delete: every file gets the ``.deleted`` suffix
+        (a reader holding the old path finds it there, see FileRegion), the segment forgets
+        them, and the caller unlinks the returned paths after ``file.delete.delay.ms``."""
+        # Release the pooled descriptor first: it is keyed by the path a new segment may reuse.
+        self.close_handles()
+        renamed = []
+        for path in (self.log_path, self.offset_index.path, self.time_index.path):
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(path, path + DELETED_SUFFIX)
+                renamed.append(path + DELETED_SUFFIX)
+        return renamed
 
     def __repr__(self) -> str:
         return f"LogSegment(base_offset={self.base_offset}, size={self.size})"

@@ -59,3 +59,17 @@ def read_all_values(log: Log, max_bytes: int = 1 << 20) -> list[tuple[int, bytes
                     out.append((record.offset, record.value))
             offset = batch.next_offset
     return out
+
+
+def epochs_from_batches(log: Log) -> list[tuple[int, int]]:
+    """The leader epoch entries a log's readable batches imply: an entry wherever a batch's
+    leader epoch exceeds every earlier one, the first moved up to the log start."""
+    entries: list[tuple[int, int]] = []
+    offset = log.log_start_offset
+    while offset < log.log_end_offset:
+        for batch in iter_batches(region_bytes(log, offset, 1 << 20)):
+            epoch = batch.partition_leader_epoch
+            if epoch >= 0 and (not entries or epoch > entries[-1][0]):
+                entries.append((epoch, max(batch.base_offset, log.log_start_offset)))
+            offset = batch.next_offset
+    return entries

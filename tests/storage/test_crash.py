@@ -16,7 +16,7 @@ from kafkacompat.storage.base import FileRegion
 from kafkacompat.storage.log import Log
 
 from .crash_child import NOW, SETTINGS, values
-from .log_helpers import make_batch, read_all_values
+from .log_helpers import epochs_from_batches, make_batch, read_all_values
 
 TRIALS = 50
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,12 +105,17 @@ def test_sigkill_loses_nothing_acknowledged(tmp_path: Path) -> None:
         )
         # Unacknowledged appends that did land are kept: remember them so later checks hold.
         expected.update(_check(log, expected, checked_up_to))
+        # Each trial leads in its own epoch: the checkpoint, written at a random moment of the
+        # kill, must still agree with the batches after recovery.
+        assert log.leader_epoch_entries == epochs_from_batches(log)
         checked_up_to = log.log_end_offset
         recovery_point = log.recovery_point
         log.close()
     assert total_acknowledged > TRIALS  # the kills landed mid-stream, not before the first append
     final = Log(str(directory), SETTINGS, now_ms=NOW, recovery_point=0, clean_shutdown=False)
     _check(final, expected, 0)
+    assert len(final.leader_epoch_entries) > TRIALS // 2
+    assert final.leader_epoch_entries == epochs_from_batches(final)
     assert len(set(expected.values())) == len(expected), "a record is stored twice"
     for segment in final.segments:
         with open(segment.log_path, "rb") as f:

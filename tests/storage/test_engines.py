@@ -144,3 +144,41 @@ def test_retention_by_bytes_keeps_the_newest(make_log: MakeLog) -> None:
     assert log.log_start_offset > 0
     assert log.log_end_offset == 10
     assert offsets(log.read(log.log_start_offset, 1 << 20))[-1] == 8  # the newest batch stays
+
+
+def test_a_produce_without_batches_is_invalid_record(make_log: MakeLog) -> None:
+    # Kafka's ProduceRequest.validateRecords: "must have at least one record batch per
+    # partition", INVALID_RECORD; never CORRUPT_MESSAGE (nothing is damaged) nor a silent no-op.
+    log = make_log(LogConfig())
+    log.append(blob(2), leader_epoch=0, now_ms=NOW)
+    with pytest.raises(KafkaProtocolError) as info:
+        log.append(bytearray(), leader_epoch=0, now_ms=NOW)
+    assert info.value.error_code == ErrorCode.INVALID_RECORD
+    assert log.log_end_offset == 2
+
+
+def test_delete_records_to_minus_one_means_the_high_watermark(make_log: MakeLog) -> None:
+    log = make_log(LogConfig())
+    log.append(blob(4), leader_epoch=0, now_ms=NOW)
+    assert log.delete_records_before(-1) == 4 == log.log_start_offset
+    with pytest.raises(OffsetOutOfRangeError):
+        log.delete_records_before(-2)
+
+
+def test_offset_for_leader_epoch(make_log: MakeLog) -> None:
+    log = make_log(LogConfig())
+    assert log.end_offset_for_epoch(0) == (-1, -1)
+    log.append(blob(3), leader_epoch=1, now_ms=NOW)  # 0..2
+    log.append(blob(3), leader_epoch=1, now_ms=NOW)  # 3..5
+    log.append(blob(2), leader_epoch=4, now_ms=NOW)  # 6..7
+    log.append(blob(2), leader_epoch=6, now_ms=NOW)  # 8..9
+    assert log.end_offset_for_epoch(0) == (0, 0)  # older than all: the first epoch's start
+    assert log.end_offset_for_epoch(1) == (1, 6)
+    assert log.end_offset_for_epoch(3) == (1, 6)  # never a leader: the epoch before it
+    assert log.end_offset_for_epoch(4) == (4, 8)
+    assert log.end_offset_for_epoch(6) == (6, 10)  # the latest ends at the log end offset
+    assert log.end_offset_for_epoch(7) == (-1, -1)
+    assert log.end_offset_for_epoch(-1) == (-1, -1)
+    log.delete_records_before(7)
+    assert log.end_offset_for_epoch(1) == (1, 7)  # its data is gone: where the log starts
+    assert log.end_offset_for_epoch(4) == (4, 8)

@@ -18,6 +18,7 @@ from kafkacompat.records import (
     TimestampType,
     iter_batches,
 )
+from kafkacompat.records.batch import check_client_batches
 from kafkacompat.storage.base import FileRegion, OffsetOutOfRangeError, TimestampOffset
 from kafkacompat.storage.log import Log
 from kafkacompat.storage.segment import BatchHeader, LogSegment
@@ -63,17 +64,17 @@ def test_round_trip_across_many_rolls(tmp_path: Path) -> None:
     assert log.log_end_offset == log.high_watermark == len(expected)
     assert read_all_values(log) == expected
     assert read_all_values(log, max_bytes=1) == expected  # one batch per read
-    # Files are named by their 20-digit base offset.
+    # Segment files are named by their 20-digit base offset; beside them, the epoch checkpoint.
     names = sorted(os.listdir(tmp_path / "t-0"))
     assert names[0] == "00000000000000000000.index"
-    assert all(len(n.split(".")[0]) == 20 for n in names)
+    assert names[-1] == "leader-epoch-checkpoint"
+    assert all(len(n.split(".")[0]) == 20 for n in names[:-1])
     log.close()
     reopened = Log(str(tmp_path / "t-0"), settings(), now_ms=NOW)
     assert reopened.log_end_offset == len(expected)
     assert read_all_values(reopened, max_bytes=700) == expected
-    assert reopened.append(make_batch([b"next"]), leader_epoch=3, now_ms=NOW).base_offset == len(
-        expected
-    )
+    next_batch = bytearray(make_batch([b"next"]))
+    assert reopened.append(next_batch, leader_epoch=3, now_ms=NOW).base_offset == len(expected)
 
 
 def test_reads_are_whole_batches_within_max_bytes(tmp_path: Path) -> None:
@@ -132,7 +133,7 @@ def test_offset_out_of_range(tmp_path: Path) -> None:
     assert empty.records == b"" and empty.high_watermark == 0
     with pytest.raises(OffsetOutOfRangeError):
         log.read(1, 100)
-    log.append(make_batch([b"a", b"b"]), leader_epoch=0, now_ms=NOW)
+    log.append(bytearray(make_batch([b"a", b"b"])), leader_epoch=0, now_ms=NOW)
     assert log.read(2, 100).records == b""
     with pytest.raises(OffsetOutOfRangeError):
         log.read(3, 100)
@@ -154,7 +155,7 @@ def test_rejected_blobs_append_nothing(tmp_path: Path) -> None:
     control.append(b"v", timestamp=1, key=b"\x00\x00\x00\x00")
     with pytest.raises(InvalidRecordError):
         log.append(bytearray(control.build()), leader_epoch=0, now_ms=NOW)
-    with pytest.raises(CorruptRecordError):
+    with pytest.raises(InvalidRecordError):  # Kafka: INVALID_RECORD, no batch in the records
         log.append(bytearray(), leader_epoch=0, now_ms=NOW)
     assert log.log_end_offset == 0 and log.active_segment.size == 0
     # A read-only buffer is copied, not refused.
@@ -354,3 +355,49 @@ def test_shared_fd_pool_bounds_descriptors(tmp_path: Path) -> None:
     )
     assert read_all_values(reopened) == expected[0]
     pool.close_all()
+
+
+def _walker_verdict(blob: bytes) -> object:
+    """What the records layer's walker and client checks say about a blob."""
+    try:
+        batches = list(iter_batches(blob))
+        for batch in batches:
+            batch.ensure_valid_from_client()
+    except Exception as exc:  # compared by type and message
+        return type(exc), str(exc)
+    out, position = [], 0
+    for batch in batches:
+        out.append((position, batch.header_fields()))
+        position += batch.size_in_bytes
+    return out
+
+
+def _one_pass_verdict(blob: bytes) -> object:
+    try:
+        return check_client_batches(bytearray(blob))
+    except Exception as exc:
+        return type(exc), str(exc)
+
+
+def test_append_validation_agrees_with_the_batch_walker() -> None:
+    # Log.append reads each header once (check_client_batches); it must refuse exactly what
+    # iter_batches + ensure_valid_from_client refuse, with the same error, in the same order.
+    rng = random.Random(99)
+    control = RecordBatchBuilder(is_control=True, producer_id=1, producer_epoch=0)
+    control.append(b"v", timestamp=1, key=b"\x00\x00\x00\x00")
+    pieces = [make_batch([b"a" * rng.randint(0, 50)] * rng.randint(1, 4)) for _ in range(6)]
+    pieces.append(control.build())
+    verdicts = set()
+    for _ in range(600):
+        blob = bytearray(b"".join(rng.sample(pieces, rng.randint(0, 3))))
+        mutation = rng.randrange(5)
+        if blob and mutation == 1:
+            blob[rng.randrange(len(blob))] ^= 1 << rng.randrange(8)
+        elif blob and mutation == 2:
+            del blob[rng.randrange(len(blob)) :]
+        elif mutation == 3:
+            blob += bytes(rng.randrange(80))
+        expected = _walker_verdict(bytes(blob))
+        assert _one_pass_verdict(bytes(blob)) == expected, bytes(blob).hex()
+        verdicts.add(expected[0] if isinstance(expected, tuple) else "ok")
+    assert {"ok", CorruptRecordError, InvalidRecordError} <= verdicts

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from kafkacompat.records import iter_batches
+from kafkacompat.storage import segment as segment_module
+from kafkacompat.storage.epoch import LeaderEpochCache
 from kafkacompat.storage.log import Log
 from kafkacompat.storage.segment import LogSegment
 
@@ -167,9 +169,9 @@ def test_recovery_only_revalidates_the_unflushed_tail(
     recovered_bases: list[int] = []
     original = LogSegment.recover
 
-    def spy(segment: LogSegment) -> int:
+    def spy(segment: LogSegment, epochs: LeaderEpochCache | None = None) -> int:
         recovered_bases.append(segment.base_offset)
-        return original(segment)
+        return original(segment, epochs)
 
     monkeypatch.setattr(LogSegment, "recover", spy)
     recovered = _reopen(tmp_path / "t-0", log)
@@ -220,3 +222,47 @@ def test_recovered_reads_are_crc_valid_regions(tmp_path: Path) -> None:
         batches = list(iter_batches(region_bytes(recovered, offset, 1000)))
         offset = batches[-1].next_offset
     _check_consistent(recovered, expected)
+
+
+@pytest.mark.parametrize("chunk", [61, 333, 1000, 1 << 20])
+@pytest.mark.parametrize("seed", range(6))
+def test_recovery_is_the_same_whatever_the_chunk_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, seed: int
+) -> None:
+    # Chunks smaller than one batch, a few batches, and the real size: batches cut by a chunk
+    # boundary, and damage just before, on or after one, must recover exactly as a whole read.
+    monkeypatch.setattr(segment_module, "RECOVERY_CHUNK_BYTES", chunk)
+    rng = random.Random(seed)
+    log, expected = _build(tmp_path / "t-0", blobs=30, seed=seed)
+    first = log.segments[0]
+    ends = _batch_ends(first.log_path)
+    assert len(log.segments) > 2
+    victim = rng.randrange(len(ends))
+    start = ends[victim - 1][0] if victim else 0
+    with open(first.log_path, "r+b") as f:
+        if seed % 2:
+            position = rng.randrange(start + 21, ends[victim][0])  # inside the CRC's range
+            f.seek(position)
+            byte = f.read(1)
+            f.seek(position)
+            f.write(bytes([byte[0] ^ 0x01]))
+        else:
+            f.truncate(rng.randrange(start + 1, ends[victim][0]))
+    survivor = ends[victim - 1][1] if victim else first.base_offset
+    recovered = Log(
+        str(tmp_path / "t-0"), settings(), now_ms=NOW, recovery_point=0, clean_shutdown=False
+    )
+    assert recovered.log_end_offset == survivor
+    assert len(recovered.segments) == 1  # everything after the damage is gone
+    assert recovered.recovered_bytes_truncated > 0
+    _check_consistent(recovered, expected)
+    # Undamaged, the rebuilt indexes are byte for byte the ones the appends wrote.
+    fresh, _ = _build(tmp_path / "t-1", blobs=30, seed=seed)
+    fresh.close()
+    paths = [p for s in fresh.segments for p in (s.offset_index.path, s.time_index.path)]
+    appended = [Path(p).read_bytes() for p in paths]
+    assert all(appended[:2])
+    Log(
+        str(tmp_path / "t-1"), settings(), now_ms=NOW, recovery_point=0, clean_shutdown=False
+    ).close()
+    assert [Path(p).read_bytes() for p in paths] == appended

@@ -173,5 +173,11 @@ def test_null_log_counts_and_forgets() -> None:
         log.read(4, 100)
     with pytest.raises(KafkaProtocolError):
         log.append(bytearray(b"\x00" * 10), leader_epoch=0, now_ms=NOW)
+    assert log.end_offset_for_epoch(0) == (0, 3)
+    log.append(batch(4), leader_epoch=2, now_ms=NOW)
+    assert log.end_offset_for_epoch(0) == (0, 3) and log.end_offset_for_epoch(2) == (2, 4)
+    with pytest.raises(KafkaProtocolError) as refused:
+        log.append(bytearray(), leader_epoch=0, now_ms=NOW)
+    assert refused.value.error_code == ErrorCode.INVALID_RECORD
     assert log.delete_records_before(2) == 2
     assert log.offset_for_timestamp(0) is None and log.apply_retention(NOW) == 0
