@@ -287,7 +287,9 @@ class Connection(asyncio.BufferedProtocol):
             )
             return
         try:
-            request = request_class(api_key).decode(view[pos:], version)
+            # read, not decode: like Kafka's parser, ignore bytes after the body (librdkafka
+            # sends a few after some Metadata v12 requests).
+            request, _ = request_class(api_key).read(view, pos, version)
         except DecodeError as exc:
             log.warning(
                 "closing connection from %s: cannot parse api key %d v%d: %s",
@@ -471,7 +473,9 @@ async def serve(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    bootstrap = ",".join(f"{host}:{port}" for host, port in server.bound)
+    bootstrap = ",".join(
+        f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in server.bound
+    )
     log.info(
         "kafkacompat broker %d listening on %s (bootstrap.servers=%s), storage %s, data dir %s, "
         "cluster id %s; started in %.0f ms",

@@ -406,6 +406,8 @@ class ProducerStateManager:
             )
         if self.directory is None or self._last_snapshot_offset == log_end_offset:
             return None
+        if not self.directory.is_dir():
+            return None  # the partition was deleted; its state went with it
         path = snapshot_path(self.directory, log_end_offset)
         atomic_write(path, encode_snapshot(log_end_offset, self._producers.values()))
         self._last_snapshot_offset = log_end_offset

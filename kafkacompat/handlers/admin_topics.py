@@ -337,6 +337,7 @@ async def delete_topics(ctx: RequestContext, request: DeleteTopicsRequest) -> De
             to_delete[found_topic.topic_id] = name
     for topic_id, name in to_delete.items():
         broker.logs.delete_topic(name)
+        broker.producer_states.drop_topic(name)
         responses.append(_deletion_result(name, topic_id, ErrorCode.NONE))
     return DeleteTopicsResponse(throttle_time_ms=0, responses=responses)
 

@@ -644,30 +644,42 @@ class Log:
             self._delete_oldest(whole, None)
         return self._log_start_offset
 
+    def _delete_oldest_rolling(self, count: int, now_ms: int) -> int:
+        if count and count == len(self._segments):
+            self.roll()
+        return self._delete_oldest(count, now_ms) if count else 0
+
     def apply_retention(self, now_ms: int) -> int:
         """Kafka's deleteRetentionMsBreachedSegments, then deleteRetentionSizeBreachedSegments:
         whole segments from the oldest, stopping at the first that must stay; returns how many.
         Also unlinks files whose file.delete.delay.ms has passed. Cheap on a one-segment log,
         so the broker may call it for every partition every few seconds."""
         deleted = 0
-        if len(self._segments) > 1:
-            settings = self.settings
-            if settings.retention_ms >= 0:
-                count = 0
-                for segment in self._segments[:-1]:
-                    if now_ms - segment.max_timestamp <= settings.retention_ms:
-                        break
-                    count += 1
-                deleted += self._delete_oldest(count, now_ms)
-            if settings.retention_bytes >= 0:
-                excess = self.size_in_bytes - settings.retention_bytes
-                count = 0
-                for segment in self._segments[:-1]:
-                    if excess - segment.size < 0:
-                        break
-                    excess -= segment.size
-                    count += 1
-                deleted += self._delete_oldest(count, now_ms)
+        settings = self.settings
+        if not getattr(settings, "delete", True):
+            # cleanup.policy=compact alone: retention never applies (compaction is not done).
+            if self._pending_deletions:
+                self.delete_expired_files(now_ms)
+            return 0
+        # The active segment counts too once it holds data: as Kafka does, when every segment
+        # is past retention the log rolls and then deletes them all, so an expired topic empties
+        # instead of keeping its newest segment forever.
+        if settings.retention_ms >= 0:
+            count = 0
+            for segment in self._segments:
+                if segment.is_empty or now_ms - segment.max_timestamp <= settings.retention_ms:
+                    break
+                count += 1
+            deleted += self._delete_oldest_rolling(count, now_ms)
+        if settings.retention_bytes >= 0:
+            excess = self.size_in_bytes - settings.retention_bytes
+            count = 0
+            for segment in self._segments:
+                if segment.is_empty or excess - segment.size < 0:
+                    break
+                excess -= segment.size
+                count += 1
+            deleted += self._delete_oldest_rolling(count, now_ms)
         if self._pending_deletions:
             self.delete_expired_files(now_ms)
         return deleted

@@ -146,6 +146,25 @@ def test_retention_by_bytes_keeps_the_newest(make_log: MakeLog) -> None:
     assert offsets(log.read(log.log_start_offset, 1 << 20))[-1] == 8  # the newest batch stays
 
 
+def test_retention_by_time_empties_an_expired_log(make_log: MakeLog) -> None:
+    # Kafka rolls the active segment when it too is past retention.ms, then deletes it.
+    log = make_log(LogConfig.from_props({"retention.ms": "1000"}))
+    log.append(blob(3), leader_epoch=0, now_ms=NOW)
+    assert log.apply_retention(NOW + 500) == 0
+    assert log.apply_retention(NOW + 10_000) >= 1
+    assert (log.log_start_offset, log.log_end_offset) == (3, 3)
+    assert len(log.read(3, 1 << 20)) == 0
+    log.append(blob(1, timestamp=NOW + 10_000), leader_epoch=0, now_ms=NOW + 10_000)
+    assert offsets(log.read(3, 1 << 20)) == [3]
+
+
+def test_compact_only_topics_are_not_deleted_by_retention(make_log: MakeLog) -> None:
+    log = make_log(LogConfig.from_props({"retention.ms": "1000", "cleanup.policy": "compact"}))
+    log.append(blob(3), leader_epoch=0, now_ms=NOW)
+    assert log.apply_retention(NOW + 10_000) == 0
+    assert log.log_start_offset == 0
+
+
 def test_a_produce_without_batches_is_invalid_record(make_log: MakeLog) -> None:
     # Kafka's ProduceRequest.validateRecords: "must have at least one record batch per
     # partition", INVALID_RECORD; never CORRUPT_MESSAGE (nothing is damaged) nor a silent no-op.
