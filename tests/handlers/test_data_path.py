@@ -327,3 +327,11 @@ def test_transactional_init_is_refused() -> None:
             broker, InitProducerIdRequest(transactional_id="tx", transaction_timeout_ms=60000), 4
         )
         assert answer.error_code == ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+
+
+def test_produce_refuses_two_batches_for_one_partition(broker: Broker) -> None:
+    broker.logs.create_topic("t", 1)
+    two = _batch([b"a"]) + _batch([b"b"])
+    answer = _produce(broker, "t", two, PRODUCE_VERSIONS[1]).responses[0].partition_responses[0]
+    assert answer.error_code == ErrorCode.INVALID_RECORD
+    assert broker.logs.get_log("t", 0).log_end_offset == 0
