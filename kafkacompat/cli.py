@@ -8,8 +8,13 @@ import logging
 import sys
 
 from kafkacompat import __version__
-from kafkacompat.config import BrokerConfig
+from kafkacompat.config import BrokerConfig, parse_listener, read_server_properties
 from kafkacompat.errors import KafkaProtocolError
+from kafkacompat.storage.files import CorruptFileError, NodeIdMismatchError
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 9092
+DEFAULT_DATA_DIR = "./data"
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -29,10 +34,18 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="run the broker",
         description="Run the broker. Settings, lowest precedence first: Kafka's defaults, "
-        "--config, --host/--port/--data-dir, --set.",
+        "--config, --host/--port/--data-dir, --set. Exits 2 on an invalid setting.",
     )
-    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port to bind, 0 for any free one (default 9092)")
+    serve.add_argument(
+        "--host",
+        help="address to bind (default 127.0.0.1): the host of the first listener in `listeners`",
+    )
+    serve.add_argument(
+        "--port",
+        type=int,
+        help="port to bind, 0 for any free one (default 9092): the port of the first listener "
+        "in `listeners`",
+    )
     serve.add_argument("--data-dir", help="the data directory, Kafka's log.dirs (default ./data)")
     serve.add_argument("--config", help="a server.properties file")
     serve.add_argument(
@@ -48,17 +61,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _listeners_from_flags(args: argparse.Namespace, given: dict[str, str]) -> str:
+    """``listeners`` with --host/--port applied to the first broker listener the file or
+    --set name (its name and the other listeners kept), else to the default one."""
+    controllers = {
+        name.strip().upper()
+        for name in given.get("controller.listener.names", "CONTROLLER").split(",")
+    }
+    items = [item.strip() for item in given.get("listeners", "").split(",") if item.strip()]
+    index, (name, host, port) = len(items), ("PLAINTEXT", DEFAULT_HOST, DEFAULT_PORT)
+    for i, item in enumerate(items):
+        parsed = parse_listener(item)
+        if parsed is not None and parsed[0].upper() not in controllers:
+            index, (name, host, port) = i, parsed
+            break
+    if args.host is not None:
+        host = args.host.strip()
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+    if args.port is not None:
+        port = args.port
+    items[index : index + 1] = [f"{name}://{f'[{host}]' if ':' in host else host}:{port}"]
+    return ",".join(items)
+
+
 def broker_config(args: argparse.Namespace) -> BrokerConfig:
-    base = {"listeners": "PLAINTEXT://127.0.0.1:9092", "log.dirs": "./data"}
-    explicit: dict[str, str] = {}
+    """Kafka's defaults < our dev defaults < --config < --host/--port/--data-dir < --set."""
+    from_file = read_server_properties(args.config) if args.config is not None else {}
+    overrides = dict(args.set)
+    given = {**from_file, **overrides}
+    props = {"listeners": f"PLAINTEXT://{DEFAULT_HOST}:{DEFAULT_PORT}"}
+    if "log.dirs" not in given and "log.dir" not in given:
+        # Only where nothing names a data directory: log.dirs would beat the file's log.dir.
+        props["log.dirs"] = DEFAULT_DATA_DIR
+    props.update(from_file)
     if args.host is not None or args.port is not None:
-        host = args.host if args.host is not None else "127.0.0.1"
-        if ":" in host and not host.startswith("["):
-            host = f"[{host}]"
-        explicit["listeners"] = f"PLAINTEXT://{host}:{args.port if args.port is not None else 9092}"
+        props["listeners"] = _listeners_from_flags(args, given)
     if args.data_dir is not None:
-        explicit["log.dirs"] = args.data_dir
-    return BrokerConfig.load(args.config, {**explicit, **dict(args.set)}, base)
+        props["log.dirs"] = args.data_dir
+    props.update(overrides)
+    return BrokerConfig(props)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,7 +115,6 @@ def main(argv: list[str] | None = None) -> int:
     logger = logging.getLogger("kafkacompat")
     try:
         config = broker_config(args)
-        config.log_dir  # noqa: B018  (validates log.dirs before anything is written)
     except KafkaProtocolError as exc:
         logger.error("invalid configuration: %s", exc)
         return 2
@@ -84,10 +125,12 @@ def main(argv: list[str] | None = None) -> int:
 
     loop_name = server.install_event_loop_policy()
     server.tune_allocator()
-    logger.debug("event loop: %s", loop_name)
+    open_files = server.raise_open_file_limit()  # before the storage sizes its descriptor pool
+    logger.debug("event loop: %s; open file limit %d", loop_name, open_files)
     try:
         asyncio.run(server.serve(config, engine=args.storage))
-    except OSError as exc:
+    except (OSError, CorruptFileError, NodeIdMismatchError) as exc:
+        # Port in use, data directory unusable or another broker's: say so, no traceback.
         logger.error("cannot start: %s", exc)
         return 1
     return 0

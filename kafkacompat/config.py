@@ -1,11 +1,19 @@
 """Broker configuration: Kafka's ``server.properties`` names, defaults and validation.
 
-Values come, highest precedence first, from ``--set key=value``, the ``--config`` file, the
-command-line shorthands (``--host``/``--port``/``--data-dir``), and Kafka's defaults.  The
-file format is Java's ``.properties`` (the parser lives with the storage files that use the
-same format).  Names we do not know are warned about and kept (DescribeConfigs still shows
-them as static broker configs, as Kafka does for unknown keys); a known name with a value
-Kafka's validator would refuse is fatal, with the name and the reason.
+Values come, highest precedence first, from ``--set key=value``, the command-line shorthands
+(``--host``/``--port``/``--data-dir``), the ``--config`` file, and Kafka's defaults.  The file
+is read as ``java.util.Properties.load`` reads it (what Kafka's ``Utils.loadProps`` calls):
+``#``/``!`` comments, ``=``, ``:`` or whitespace between key and value, backslash escapes
+including ``\\uXXXX``, and lines continued by a trailing backslash.  Names we do not know are
+warned about and kept (DescribeConfigs still shows them as static broker configs, as Kafka
+does for unknown keys); a known name with a value Kafka's validator would refuse is fatal,
+with the name and the reason.
+
+Listeners follow KRaft's rules: those named in ``controller.listener.names`` belong to the
+controller and are neither bound nor advertised here; every other one must map to PLAINTEXT
+in ``listener.security.protocol.map`` (no TLS or SASL here, and serving plaintext on a port
+a client expects TLS on would only confuse it).  ``node.id`` and ``broker.id`` are synonyms
+and must agree when both are given.
 
 Topic-level defaults (``log.retention.hours``, ``log.segment.bytes``, ``message.max.bytes``...)
 are the broker synonyms of :data:`kafkacompat.storage.config.TOPIC_CONFIGS`; they are
@@ -23,6 +31,9 @@ from typing import Any, Final
 
 from kafkacompat.storage.config import (
     INT_MAX,
+    INT_MIN,
+    LONG_MAX,
+    LONG_MIN,
     TOPIC_CONFIGS,
     ConfigKey,
     ConfigType,
@@ -32,7 +43,6 @@ from kafkacompat.storage.config import (
     between,
     one_of,
 )
-from kafkacompat.storage.files import parse_properties
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +70,11 @@ _T = ConfigType
 
 def _listeners(value: Any) -> str | None:
     for item in value:
-        if _parse_listener(item) is None:
-            return f"{item!r} is not of the form NAME://host:port"
+        if parse_listener(item) is None:
+            return (
+                f"{item!r} is not of the form NAME://host:port with a port from 0 to 65535 "
+                "(an IPv6 address goes in brackets: PLAINTEXT://[::1]:9092)"
+            )
     return None
 
 
@@ -120,7 +133,8 @@ _OWN_KEYS: Final = (
     _key("controller.listener.names", _T.STRING, "CONTROLLER"),
     _key("inter.broker.listener.name", _T.STRING, "PLAINTEXT"),
     _key("listener.security.protocol.map", _T.LIST,
-         "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SSL:SSL"),
+         "SASL_SSL:SASL_SSL,PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT",
+         lambda value: _protocol_map(value)[1]),
     _key("num.network.threads", _T.INT, "3", at_least(1)),
     _key("num.io.threads", _T.INT, "8", at_least(1)),
     _key("num.recovery.threads.per.data.dir", _T.INT, "2", at_least(1)),
@@ -167,7 +181,8 @@ BROKER_CONFIGS: Final[Mapping[str, BrokerKey]] = {
 _LISTENER = re.compile(r"^([A-Za-z0-9_]+)://(\[[0-9a-fA-F:.]+\]|[^:/\[\]]*):(\d+)$")
 
 
-def _parse_listener(text: str) -> tuple[str, str, int] | None:
+def parse_listener(text: str) -> tuple[str, str, int] | None:
+    """``NAME://host:port`` as (name, host without brackets, port), or None if malformed."""
     match = _LISTENER.match(text.strip())
     if match is None:
         return None
@@ -180,16 +195,47 @@ def _parse_listener(text: str) -> tuple[str, str, int] | None:
     return match.group(1), host, port
 
 
+_INT_RANGES: Final = {
+    _T.SHORT: (-(2**15), 2**15 - 1),
+    _T.INT: (INT_MIN, INT_MAX),
+    _T.LONG: (LONG_MIN, LONG_MAX),
+}
+_INTEGER: Final = re.compile(r"[+-]?[0-9]+")
+_SECURITY_PROTOCOLS: Final = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+
+
+def _protocol_map(value: Any) -> tuple[dict[str, str], str | None]:
+    """``listener.security.protocol.map`` as {LISTENER NAME: PROTOCOL}, or why it is invalid."""
+    found: dict[str, str] = {}
+    for item in value:
+        name, sep, protocol = item.partition(":")
+        name, protocol = name.strip().upper(), protocol.strip().upper()
+        if not sep or not name or protocol not in _SECURITY_PROTOCOLS:
+            return found, (
+                f"{item!r} is not of the form NAME:PROTOCOL with PROTOCOL one of "
+                + ", ".join(_SECURITY_PROTOCOLS)
+            )
+        found[name] = protocol
+    return found, None
+
+
 def _parse(key: BrokerKey, raw: str) -> Any:
     text = raw.strip()
     try:
-        if key.type in (_T.INT, _T.LONG, _T.SHORT):
+        if key.type in _INT_RANGES:
+            # As Integer.parseInt and friends: ASCII digits only, out of range is not a number.
+            low, high = _INT_RANGES[key.type]
+            if _INTEGER.fullmatch(text) is None or not low <= int(text) <= high:
+                raise ValueError(f"Not a number of type {key.type.name} ({low} to {high})")
             value: Any = int(text)
         elif key.type == _T.DOUBLE:
-            value = float(text)
+            try:
+                value = float(text)
+            except ValueError:
+                raise ValueError("Not a number of type DOUBLE") from None
         elif key.type == _T.BOOLEAN:
             if text.lower() not in ("true", "false"):
-                raise ValueError("expected true or false")
+                raise ValueError("Expected value to be either true or false")
             value = text.lower() == "true"
         elif key.type == _T.LIST:
             value = tuple(item.strip() for item in text.split(",") if item.strip())
@@ -203,6 +249,99 @@ def _parse(key: BrokerKey, raw: str) -> Any:
     if problem is not None:
         raise InvalidConfigError(f"Invalid value {raw!r} for configuration {key.name}: {problem}")
     return value
+
+
+_ESCAPES: Final = {"t": "\t", "n": "\n", "r": "\r", "f": "\f"}
+_LINE_BREAK: Final = re.compile(r"\r\n|\r|\n")  # Java's, not str.splitlines()'s
+
+
+def _logical_lines(text: str) -> list[tuple[int, str]]:
+    """``Properties.load``'s lines: comments and blank lines dropped, continuations joined
+    (a line ending in an odd number of backslashes goes on, minus the next line's leading
+    whitespace), each with the number of the line it starts on."""
+    out: list[tuple[int, str]] = []
+    pending: str | None = None
+    start = 0
+    for number, raw in enumerate(_LINE_BREAK.split(text), 1):
+        line = raw.lstrip(" \t\f")
+        if pending is None:
+            if not line or line[0] in "#!":
+                continue
+            start = number
+            pending = ""
+        trailing = len(line) - len(line.rstrip("\\"))
+        if trailing % 2:
+            pending += line[:-1]
+            continue
+        out.append((start, pending + line))
+        pending = None
+    if pending is not None:
+        out.append((start, pending))
+    return out
+
+
+def _unescape(text: str, where: str) -> str:
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        i += 1
+        if ch != "\\" or i == len(text):
+            out.append(ch)
+            continue
+        ch = text[i]
+        i += 1
+        if ch == "u":
+            digits = text[i : i + 4]
+            if len(digits) != 4 or any(c not in "0123456789abcdefABCDEF" for c in digits):
+                raise InvalidConfigError(f"{where}: malformed \\uXXXX escape")
+            out.append(chr(int(digits, 16)))
+            i += 4
+        else:
+            out.append(_ESCAPES.get(ch, ch))
+    return "".join(out)
+
+
+def parse_server_properties(text: str, source: str = "server.properties") -> dict[str, str]:
+    """``key=value`` pairs as ``java.util.Properties.load`` reads them; a later key wins."""
+    props: dict[str, str] = {}
+    for number, line in _logical_lines(text):
+        # The key ends at the first unescaped '=', ':' or whitespace.
+        i, key_end = 0, len(line)
+        while i < len(line):
+            ch = line[i]
+            if ch == "\\":
+                i += 2
+                continue
+            if ch in "=: \t\f":
+                key_end = i
+                break
+            i += 1
+        value_start = key_end
+        while value_start < len(line) and line[value_start] in " \t\f":
+            value_start += 1
+        if value_start < len(line) and line[value_start] in "=:":
+            value_start += 1
+            while value_start < len(line) and line[value_start] in " \t\f":
+                value_start += 1
+        where = f"{source} line {number}"
+        props[_unescape(line[:key_end], where)] = _unescape(line[value_start:], where)
+    return props
+
+
+def read_server_properties(path: str | Path) -> dict[str, str]:
+    """A ``server.properties`` file; unreadable or undecodable is an InvalidConfigError."""
+    file = Path(path)
+    try:
+        text = file.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise InvalidConfigError(f"cannot read config file {file}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidConfigError(
+            f"config file {file} is not UTF-8 text (byte {exc.start}); "
+            "write non-ASCII characters as \\uXXXX escapes"
+        ) from None
+    return parse_server_properties(text, str(file))
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +372,66 @@ class BrokerConfig:
         for name in ("listeners", "advertised.listeners"):
             if name in self._values and not self._values[name]:
                 raise InvalidConfigError(f"Invalid value '' for configuration {name}: empty")
+        self._check_ids()
+        self._check_listeners()
+        self.log_dir  # noqa: B018  (refuses several log.dirs)
+
+    def _check_ids(self) -> None:
+        # KafkaConfig.populateSynonyms copies one to the other when only one is given.
+        if "node.id" in self.props and "broker.id" in self.props:
+            node_id, broker_id = self.get("node.id"), self.get("broker.id")
+            if node_id != broker_id:
+                raise InvalidConfigError(
+                    f"node.id ({node_id}) and broker.id ({broker_id}) must be equal; "
+                    "set node.id only"
+                )
+        elif "broker.id" in self.props and self.get("broker.id") < 0:
+            raise InvalidConfigError(
+                f"Invalid value {self.props['broker.id']!r} for configuration broker.id: "
+                "Value must be at least 0 (broker id generation went with ZooKeeper)"
+            )
+
+    def _check_listeners(self) -> None:
+        protocols = self.security_protocols
+        controllers = self.controller_listener_names
+        for config_name in ("listeners", "advertised.listeners"):
+            if self.get(config_name) is None:
+                continue
+            seen: set[str] = set()
+            for item in self.get(config_name):
+                name = (parse_listener(item) or ("",))[0].upper()
+                if name in seen:
+                    raise InvalidConfigError(
+                        f"Invalid value {self.props[config_name]!r} for configuration "
+                        f"{config_name}: listener name {name} appears more than once"
+                    )
+                seen.add(name)
+                if name in controllers:
+                    continue
+                protocol = protocols.get(name)
+                if protocol is None:
+                    raise InvalidConfigError(
+                        f"{config_name}: no security protocol defined for listener {name} "
+                        "in listener.security.protocol.map"
+                    )
+                if protocol != "PLAINTEXT":
+                    raise InvalidConfigError(
+                        f"{config_name}: listener {name} uses security protocol {protocol}; "
+                        "kafkacompat speaks PLAINTEXT only"
+                    )
+        if self.get("advertised.listeners") is not None:
+            bound = {listener.name.upper() for listener in self.listeners}
+            for listener in self._broker_listeners("advertised.listeners"):
+                if listener.name.upper() not in bound:
+                    raise InvalidConfigError(
+                        f"advertised.listeners: listener {listener.name} is not in listeners "
+                        "(advertised listener names must be a subset of the listeners' names)"
+                    )
+        if not self.listeners:
+            raise InvalidConfigError(
+                "listeners: there must be at least one broker listener; all of "
+                f"{', '.join(self.get('listeners'))} appear in controller.listener.names"
+            )
 
     @classmethod
     def load(
@@ -241,17 +440,10 @@ class BrokerConfig:
         overrides: Mapping[str, str] | None = None,
         base: Mapping[str, str] | None = None,
     ) -> BrokerConfig:
-        """``base`` (command-line shorthands) < ``path`` (server.properties) < ``overrides``."""
+        """``base`` (the caller's defaults) < ``path`` (server.properties) < ``overrides``."""
         props: dict[str, str] = dict(base or {})
         if path is not None:
-            file = Path(path)
-            try:
-                text = file.read_text(encoding="utf-8")
-            except OSError as exc:
-                raise InvalidConfigError(
-                    f"cannot read config file {file}: {exc.strerror}"
-                ) from None
-            props.update(parse_properties(file, text))
+            props.update(read_server_properties(path))
         props.update(overrides or {})
         return cls(props)
 
@@ -276,13 +468,35 @@ class BrokerConfig:
 
     @property
     def node_id(self) -> int:
-        if "node.id" not in self.props and self.get("broker.id") >= 0:
+        if "node.id" not in self.props and "broker.id" in self.props:
             return int(self.get("broker.id"))
         return int(self.get("node.id"))
 
     @property
+    def controller_listener_names(self) -> frozenset[str]:
+        return frozenset(
+            name.strip().upper() for name in self.get("controller.listener.names").split(",")
+        )
+
+    @property
+    def security_protocols(self) -> dict[str, str]:
+        """Kafka's effective listener.security.protocol.map: with the default map, the
+        controller listeners are PLAINTEXT."""
+        protocols, _ = _protocol_map(self.get("listener.security.protocol.map"))
+        if "listener.security.protocol.map" not in self.props:
+            for name in self.controller_listener_names:
+                protocols.setdefault(name, "PLAINTEXT")
+        return protocols
+
+    def _broker_listeners(self, config_name: str) -> list[Listener]:
+        controllers = self.controller_listener_names
+        found = [Listener(*parse_listener(item) or ("", "", 0)) for item in self.get(config_name)]
+        return [item for item in found if item.name.upper() not in controllers]
+
+    @property
     def listeners(self) -> list[Listener]:
-        return [Listener(*_parse_listener(item) or ("", "", 0)) for item in self.get("listeners")]
+        """The listeners to bind: ``listeners`` minus the controller's."""
+        return self._broker_listeners("listeners")
 
     @property
     def advertised_listeners(self) -> list[Listener]:
@@ -291,10 +505,7 @@ class BrokerConfig:
         if self.get("advertised.listeners") is None:
             chosen = self.listeners
         else:
-            chosen = [
-                Listener(*_parse_listener(item) or ("", "", 0))
-                for item in self.get("advertised.listeners")
-            ]
+            chosen = self._broker_listeners("advertised.listeners") or self.listeners
         return [
             Listener(item.name, "127.0.0.1" if item.host in ("", "0.0.0.0", "::") else item.host,
                      item.port)

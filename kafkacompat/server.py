@@ -91,6 +91,25 @@ def tune_allocator() -> None:
     mallopt(m_trim_threshold, 512 * 1024 * 1024)
 
 
+def raise_open_file_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit, as Go and the JVM's launchers do: a
+    broker holds a descriptor per connection and per open segment, and the common soft default
+    of 1024 is less than a thousand clients need.  Returns the soft limit now in force."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return -1
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):  # e.g. macOS caps it below an "unlimited" hard limit
+            pass
+    return int(soft)
+
+
 class Connection(asyncio.BufferedProtocol):
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -232,7 +251,11 @@ class Connection(asyncio.BufferedProtocol):
                     return
             frame = queue.popleft()
             self._queued_bytes -= len(frame)
-            if self._paused and len(queue) < _MAX_QUEUED_FRAMES // 2:
+            if (
+                self._paused
+                and len(queue) < _MAX_QUEUED_FRAMES // 2
+                and self._queued_bytes < _MAX_QUEUED_BYTES // 2
+            ):
                 assert self.transport is not None
                 self.transport.resume_reading()
                 self._paused = False
@@ -315,6 +338,10 @@ class Connection(asyncio.BufferedProtocol):
         transport = self.transport
         if transport is not None and not self.closed and not transport.is_closing():
             transport.writelines(chunks)
+
+    def writes_pending(self) -> bool:
+        transport = self.transport
+        return transport is not None and transport.get_write_buffer_size() > 0
 
     def stop_reading(self) -> None:
         """At shutdown: read no more requests."""
@@ -406,7 +433,10 @@ class Server:
                 log.debug(
                     "closing connection from %s: idle for over %d ms", connection.peer, self.idle_ms
                 )
-                connection.close()
+                if connection.writes_pending():
+                    connection.abort()  # it does not read: close() would wait for it forever
+                else:
+                    connection.close()
 
     async def stop(self) -> None:
         """Stop accepting and reading, let in-flight requests finish (briefly), close, flush,

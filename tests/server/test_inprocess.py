@@ -1,0 +1,322 @@
+"""The server in this process, on the stdlib event loop and on uvloop, for what a child
+process cannot show: a handler that raises, shutdown with requests in flight, and the read
+and write flow control under tiny limits."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+import kafkacompat.server as server_module
+from kafkacompat.broker import Broker
+from kafkacompat.config import BrokerConfig
+from kafkacompat.handlers import HANDLERS
+from kafkacompat.handlers.context import CloseConnection, RequestContext
+from kafkacompat.protocol.framing import decode_response
+from kafkacompat.protocol.message import Message
+from kafkacompat.protocol.messages.metadata_request import MetadataRequest
+from kafkacompat.protocol.messages.metadata_response import MetadataResponse
+from kafkacompat.server import Server
+from tests.server.helpers import (
+    FETCH_VERSION,
+    PRODUCE_VERSION,
+    TIMEOUT,
+    api_versions_request,
+    batch,
+    fetch_request,
+    metadata_for,
+    produce_request,
+    request_frame,
+)
+
+_SIZE = struct.Struct(">i")
+METADATA = 3
+
+LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {"asyncio": asyncio.new_event_loop}
+try:
+    import uvloop
+
+    LOOPS["uvloop"] = uvloop.new_event_loop
+except ImportError:  # pragma: no cover - uvloop is optional
+    pass
+
+
+@pytest.fixture(params=sorted(LOOPS))
+def run(request: pytest.FixtureRequest) -> Iterator[Callable[[Awaitable[None]], None]]:
+    """Runs a test coroutine on the parametrized event loop, with an overall timeout."""
+    with asyncio.Runner(loop_factory=LOOPS[request.param]) as runner:
+
+        def run_it(coroutine: Awaitable[None]) -> None:
+            runner.run(asyncio.wait_for(coroutine, TIMEOUT * 2))
+
+        yield run_it
+
+
+@asynccontextmanager
+async def running_server(**props: str) -> AsyncIterator[Server]:
+    config = BrokerConfig({"listeners": "PLAINTEXT://127.0.0.1:0", **props})
+    broker = Broker(config, engine="memory")
+    broker.start()
+    server = Server(broker)
+    await server.start()
+    try:
+        yield server
+    finally:
+        if not server.stopping:
+            await asyncio.wait_for(server.stop(), TIMEOUT)
+
+
+class Conn:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, server: Server) -> Conn:
+        host, port = server.bound[0]
+        return cls(*await asyncio.wait_for(asyncio.open_connection(host, port), TIMEOUT))
+
+    def send(self, body: Message, version: int, correlation_id: int) -> None:
+        self.writer.write(request_frame(body, version, correlation_id))
+
+    async def receive(self, api_key: int, version: int) -> tuple[int, Any]:
+        size = _SIZE.unpack(await asyncio.wait_for(self.reader.readexactly(4), TIMEOUT))[0]
+        body = await asyncio.wait_for(self.reader.readexactly(size), TIMEOUT)
+        return decode_response(api_key, version, body)
+
+    async def request(self, body: Message, version: int) -> Any:
+        assert body.API_KEY is not None
+        self.send(body, version, 99)
+        correlation_id, response = await self.receive(body.API_KEY, version)
+        assert correlation_id == 99
+        return response
+
+    async def assert_closed(self) -> None:
+        try:
+            while await asyncio.wait_for(self.reader.read(1 << 20), TIMEOUT):
+                pass
+        except ConnectionResetError:
+            pass
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def patch_handler(monkeypatch: pytest.MonkeyPatch, api_key: int, handler: Any) -> None:
+    """The server dispatches ``api_key`` to ``handler`` for this test."""
+    table = {key: HANDLERS[key] for key in HANDLERS}
+    table[api_key] = handler
+    monkeypatch.setattr(server_module, "HANDLERS", table)
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TIMEOUT
+    while not condition():
+        assert loop.time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.005)
+
+
+def _raise_runtime(_: RequestContext, __: Any) -> Awaitable[Message | None]:
+    raise RuntimeError("boom")
+
+
+async def _unencodable(_: RequestContext, __: Any) -> Message:
+    return MetadataResponse(brokers=None)  # type: ignore[arg-type]
+
+
+async def _close_connection(_: RequestContext, __: Any) -> Message:
+    raise CloseConnection("the handler says so")
+
+
+@pytest.mark.parametrize(
+    ("handler", "logged"),
+    [
+        (_raise_runtime, "request handling failed"),
+        (_unencodable, "request handling failed"),
+        (_close_connection, "the handler says so"),
+    ],
+    ids=["raises", "unencodable-response", "close-connection"],
+)
+def test_a_failing_handler_closes_only_its_connection(
+    run: Callable[[Awaitable[None]], None],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    handler: Any,
+    logged: str,
+) -> None:
+    patch_handler(monkeypatch, METADATA, handler)
+
+    async def scenario() -> None:
+        async with running_server() as server:
+            bystander = await Conn.open(server)
+            assert (await bystander.request(api_versions_request(), 3)).error_code == 0
+            victim = await Conn.open(server)
+            victim.send(MetadataRequest(topics=None), 1, 1)
+            await victim.assert_closed()
+            assert (await bystander.request(api_versions_request(), 3)).error_code == 0
+            fresh = await Conn.open(server)
+            assert (await fresh.request(api_versions_request(), 3)).error_code == 0
+            for conn in (bystander, victim, fresh):
+                conn.close()
+
+    with caplog.at_level(logging.WARNING, logger="kafkacompat.server"):
+        run(scenario())
+    assert any(logged in record.getMessage() for record in caplog.records)
+
+
+def test_in_flight_request_is_answered_at_shutdown(
+    run: Callable[[Awaitable[None]], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = HANDLERS[METADATA]
+    started = asyncio.Event()
+
+    async def slow(ctx: RequestContext, request: Any) -> Message | None:
+        started.set()
+        await asyncio.sleep(0.3)
+        return await real(ctx, request)
+
+    patch_handler(monkeypatch, METADATA, slow)
+
+    async def scenario() -> None:
+        async with running_server() as server:
+            conn = await Conn.open(server)
+            conn.send(MetadataRequest(topics=None), 12, 5)
+            conn.send(MetadataRequest(topics=None), 12, 6)  # queued behind it: not started
+            await asyncio.wait_for(started.wait(), TIMEOUT)
+            stopping = asyncio.ensure_future(server.stop())
+            correlation_id, response = await conn.receive(METADATA, 12)
+            assert correlation_id == 5 and response.brokers
+            await conn.assert_closed()
+            await asyncio.wait_for(stopping, TIMEOUT)
+            assert not server.broker.started
+            conn.close()
+
+    run(scenario())
+
+
+def test_parked_fetch_does_not_hold_up_shutdown(
+    run: Callable[[Awaitable[None]], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A grace period far longer than the test's timeout: only a Fetch may be cut short.
+    monkeypatch.setattr(server_module, "_SHUTDOWN_GRACE_S", 3600.0)
+
+    async def scenario() -> None:
+        async with running_server() as server:
+            conn = await Conn.open(server)
+            assert (await conn.request(metadata_for("idle"), 12)).topics[0].error_code == 0
+            conn.send(fetch_request("idle", max_wait_ms=30_000, min_bytes=1), FETCH_VERSION, 8)
+            await until(lambda: any(c.in_flight == 1 for c in server.connections), "a parked fetch")
+            await asyncio.wait_for(server.stop(), TIMEOUT)
+            await conn.assert_closed()
+            conn.close()
+
+    run(scenario())
+
+
+def test_shutdown_with_a_client_that_does_not_read(
+    run: Callable[[Awaitable[None]], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server_module, "_SHUTDOWN_FLUSH_S", 0.2)
+
+    async def scenario() -> None:
+        async with running_server() as server:
+            conn = await Conn.open(server)
+            assert (await conn.request(metadata_for("wide"), 12)).topics[0].error_code == 0
+            produced = await conn.request(
+                produce_request("wide", batch(bytes(900 * 1024))), PRODUCE_VERSION
+            )
+            assert produced.responses[0].partition_responses[0].error_code == 0
+            conn.writer.transport.pause_reading()  # type: ignore[attr-defined]
+            for i in range(30):
+                conn.send(fetch_request("wide"), FETCH_VERSION, i)
+            await until(
+                lambda: any(c.writes_pending() for c in server.connections), "a full write buffer"
+            )
+            await asyncio.wait_for(server.stop(), TIMEOUT)
+            assert not server.connections
+            conn.close()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("max_frames", "max_bytes"), [(2, 1 << 30), (1 << 30, 3000), (16, 64 << 20)]
+)
+def test_read_flow_control_keeps_order(
+    run: Callable[[Awaitable[None]], None],
+    monkeypatch: pytest.MonkeyPatch,
+    max_frames: int,
+    max_bytes: int,
+) -> None:
+    """Pipelined requests under tiny queue limits: reading pauses and resumes over and over,
+    and every request is still answered once, in order."""
+    monkeypatch.setattr(server_module, "_MAX_QUEUED_FRAMES", max_frames)
+    monkeypatch.setattr(server_module, "_MAX_QUEUED_BYTES", max_bytes)
+    pauses = 0
+    real_enqueue = server_module.Connection._enqueue
+
+    def counting_enqueue(self: server_module.Connection, frame: bytearray) -> None:
+        nonlocal pauses
+        was_paused = self._paused
+        real_enqueue(self, frame)
+        pauses += self._paused and not was_paused
+
+    monkeypatch.setattr(server_module.Connection, "_enqueue", counting_enqueue)
+    padded = api_versions_request()
+    padded.client_software_name = "k" * 1500
+    calls = [(METADATA, 12, MetadataRequest(topics=None)) if i % 2 else (18, 3, padded)
+             for i in range(300)]  # fmt: skip
+
+    async def scenario() -> None:
+        async with running_server() as server:
+            conn = await Conn.open(server)
+            conn.writer.write(b"".join(request_frame(b, v, i) for i, (_, v, b) in enumerate(calls)))
+            for i, (api_key, version, _) in enumerate(calls):
+                correlation_id, response = await conn.receive(api_key, version)
+                assert correlation_id == i
+                assert response.brokers if api_key == METADATA else response.error_code == 0
+            [connection] = server.connections
+            assert not connection._paused  # reading resumed after the last pause
+            conn.close()
+
+    run(scenario())
+    if max_frames < 16 or max_bytes < 1 << 20:
+        assert pauses > 1
+
+
+def test_client_gone_mid_request(
+    run: Callable[[Awaitable[None]], None],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    real = HANDLERS[METADATA]
+    started = asyncio.Event()
+
+    async def slow(ctx: RequestContext, request: Any) -> Message | None:
+        started.set()
+        await asyncio.sleep(0.2)
+        return await real(ctx, request)
+
+    patch_handler(monkeypatch, METADATA, slow)
+
+    async def scenario() -> None:
+        async with running_server() as server:
+            conn = await Conn.open(server)
+            conn.send(MetadataRequest(topics=None), 12, 1)
+            await asyncio.wait_for(started.wait(), TIMEOUT)
+            conn.writer.transport.abort()  # type: ignore[attr-defined]
+            await until(lambda: not server.connections, "the connection to go")
+            await asyncio.sleep(0.3)  # past the handler's end
+            other = await Conn.open(server)
+            assert (await other.request(api_versions_request(), 3)).error_code == 0
+            other.close()
+
+    with caplog.at_level(logging.DEBUG, logger="kafkacompat"):
+        run(scenario())
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
