@@ -4,41 +4,71 @@ Each module exports ``HANDLES``: api key -> ``async handle(ctx, request)`` retur
 response body (None where the protocol sends none: Produce with acks=0).  Which versions are
 advertised is not decided here but in protocol_specs/apis.toml; a test checks that every
 advertised API has an entry below and every entry is advertised.
+
+Modules are imported on first use, so that the broker listens before it has loaded the
+code (and the generated message classes) of APIs nobody has called yet; the server warms
+them up in the background once it listens.  ``FAMILIES`` names each module's api keys; a
+test checks it against the modules' own ``HANDLES``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import importlib
+from collections.abc import Iterator, Mapping
+from typing import Final
 
-from kafkacompat.handlers import (
-    admin_topics,
-    api_versions,
-    cluster,
-    configs,
-    fetch,
-    init_producer_id,
-    metadata,
-    offsets,
-    produce,
-)
 from kafkacompat.handlers.context import Handler, RequestContext
+from kafkacompat.protocol.apis import ApiKey as K
 
-# One line per family module.
-_FAMILIES: tuple[Mapping[int, Handler], ...] = (
-    api_versions.HANDLES,
-    # broker data path (metadata, produce, fetch, offsets, producer ids)
-    metadata.HANDLES,
-    produce.HANDLES,
-    fetch.HANDLES,
-    offsets.HANDLES,
-    init_producer_id.HANDLES,
-    # admin (topics, configs, cluster, log dirs)
-    admin_topics.HANDLES,
-    configs.HANDLES,
-    cluster.HANDLES,
+FAMILIES: Final[Mapping[str, tuple[int, ...]]] = {
+    "api_versions": (K.API_VERSIONS,),
+    # broker data path
+    "metadata": (K.METADATA,),
+    "produce": (K.PRODUCE,),
+    "fetch": (K.FETCH,),
+    "offsets": (K.LIST_OFFSETS, K.OFFSET_FOR_LEADER_EPOCH),
+    "init_producer_id": (K.INIT_PRODUCER_ID,),
+    # admin
+    "admin_topics": (K.CREATE_TOPICS, K.DELETE_TOPICS, K.CREATE_PARTITIONS, K.DELETE_RECORDS),
+    "configs": (K.DESCRIBE_CONFIGS, K.ALTER_CONFIGS, K.INCREMENTAL_ALTER_CONFIGS),
+    "cluster": (K.DESCRIBE_CLUSTER, K.DESCRIBE_LOG_DIRS),
     # consumer groups
-)
+}
 
-HANDLERS: Mapping[int, Handler] = {key: fn for family in _FAMILIES for key, fn in family.items()}
 
-__all__ = ["HANDLERS", "Handler", "RequestContext"]
+class _Handlers(Mapping[int, Handler]):
+    def __init__(self) -> None:
+        self._module_of = {key: name for name, keys in FAMILIES.items() for key in keys}
+        self._loaded: dict[int, Handler] = {}
+
+    def __getitem__(self, api_key: int) -> Handler:
+        handler = self._loaded.get(api_key)
+        if handler is None:
+            module = self._module_of[api_key]  # KeyError: not handled
+            handles: Mapping[int, Handler] = importlib.import_module(
+                f"{__name__}.{module}"
+            ).HANDLES
+            self._loaded.update(handles)
+            handler = self._loaded[api_key]
+        return handler
+
+    def __contains__(self, api_key: object) -> bool:
+        return api_key in self._module_of
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._module_of)
+
+    def __len__(self) -> int:
+        return len(self._module_of)
+
+
+HANDLERS: Final[Mapping[int, Handler]] = _Handlers()
+
+
+def load_all() -> None:
+    """Import every handler module now (the server's background warm-up)."""
+    for name in FAMILIES:
+        importlib.import_module(f"{__name__}.{name}")
+
+
+__all__ = ["FAMILIES", "HANDLERS", "Handler", "RequestContext", "load_all"]

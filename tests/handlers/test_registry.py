@@ -69,3 +69,13 @@ def test_generator_refuses_inconsistent_specs(
     specs = _specs_with(tmp_path, old, new)
     with pytest.raises(generate_protocol.SpecError, match=complaint):
         generate_protocol.generate(schema_dir, tmp_path / "out", specs)
+
+
+def test_families_match_the_modules_handles() -> None:
+    import importlib
+
+    from kafkacompat.handlers import FAMILIES
+
+    for name, keys in FAMILIES.items():
+        module = importlib.import_module(f"kafkacompat.handlers.{name}")
+        assert sorted(module.HANDLES) == sorted(keys), name
