@@ -10,7 +10,7 @@ import sys
 from kafkacompat import __version__
 from kafkacompat.config import BrokerConfig, parse_listener, read_server_properties
 from kafkacompat.errors import KafkaProtocolError
-from kafkacompat.storage.files import CorruptFileError, NodeIdMismatchError
+from kafkacompat.storage.files import CorruptFileError, DataDirInUseError, NodeIdMismatchError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9092
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     logger.debug("event loop: %s; open file limit %d", loop_name, open_files)
     try:
         asyncio.run(server.serve(config, engine=args.storage))
-    except (OSError, CorruptFileError, NodeIdMismatchError) as exc:
+    except (OSError, CorruptFileError, NodeIdMismatchError, DataDirInUseError) as exc:
         # Port in use, data directory unusable or another broker's: say so, no traceback.
         logger.error("cannot start: %s", exc)
         return 1

@@ -48,9 +48,8 @@ from typing import Any, cast
 
 from kafkacompat.broker import Broker
 from kafkacompat.config import BrokerConfig
-from kafkacompat.handlers import HANDLERS
+from kafkacompat.handlers import HANDLERS, load_all
 from kafkacompat.handlers.api_versions import unsupported_version_response
-from kafkacompat.handlers.configs import load_dynamic_broker_configs
 from kafkacompat.handlers.context import CloseConnection, RequestContext
 from kafkacompat.protocol import request_class
 from kafkacompat.protocol.framing import (
@@ -60,6 +59,7 @@ from kafkacompat.protocol.framing import (
 from kafkacompat.protocol.message import Message
 from kafkacompat.protocol.primitives import DecodeError
 from kafkacompat.protocol.supported import SUPPORTED_VERSIONS
+from kafkacompat.storage.files import DYNAMIC_BROKER_CONFIGS
 
 log = logging.getLogger("kafkacompat.server")
 
@@ -491,8 +491,12 @@ async def serve(
     started = time.monotonic()
     broker = Broker(config, engine=engine)  # type: ignore[arg-type]
     broker.start()
-    # Dynamic broker configs (AlterConfigs on the broker) persist in the data dir.
-    load_dynamic_broker_configs(broker)
+    # Dynamic broker configs (AlterConfigs on the broker) persist in the data dir; the module
+    # that owns them is imported only when there is something to apply.
+    if engine == "disk" and (broker.data_dir / DYNAMIC_BROKER_CONFIGS).exists():
+        from kafkacompat.handlers.configs import load_dynamic_broker_configs
+
+        load_dynamic_broker_configs(broker)
     server = Server(broker)
     try:
         await server.start()
@@ -519,7 +523,11 @@ async def serve(
     )
     if ready is not None:
         ready(server)
+    # Listening comes first; the handler modules (and the generated messages they use) load
+    # now, off the event loop, so the first request of each kind does not pay for them.
+    warm_up = loop.run_in_executor(None, load_all)
     await stop.wait()
+    await asyncio.wait_for(warm_up, _SHUTDOWN_FLUSH_S)
     log.info("shutting down")
     await server.stop()
     log.info("stopped cleanly")

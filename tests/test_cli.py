@@ -188,6 +188,19 @@ def test_data_dir_of_another_node_exits_1(tmp_path: Path) -> None:
     assert "cannot start" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_second_broker_on_the_same_data_dir_exits_1(tmp_path: Path) -> None:
+    # Kafka's .lock: two brokers must never write one data directory.
+    first = BrokerProcess(tmp_path, storage="disk").start()
+    try:
+        result = run_cli("serve", "--port", "0", "--data-dir", "data", cwd=tmp_path)
+        assert result.returncode == 1, result.stderr
+        assert "in use by another process" in result.stderr
+        assert "Traceback" not in result.stderr
+    finally:
+        first.signal()
+        assert first.wait() == 0
+
+
 # -- a running broker ---------------------------------------------------------------------
 
 

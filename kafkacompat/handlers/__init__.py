@@ -45,9 +45,7 @@ class _Handlers(Mapping[int, Handler]):
         handler = self._loaded.get(api_key)
         if handler is None:
             module = self._module_of[api_key]  # KeyError: not handled
-            handles: Mapping[int, Handler] = importlib.import_module(
-                f"{__name__}.{module}"
-            ).HANDLES
+            handles: Mapping[int, Handler] = importlib.import_module(f"{__name__}.{module}").HANDLES
             self._loaded.update(handles)
             handler = self._loaded[api_key]
         return handler

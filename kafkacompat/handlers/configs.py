@@ -167,7 +167,7 @@ def _broker_type(name: str) -> int:
 
 # -- dynamic broker configs ---------------------------------------------------------------------
 
-_DYNAMIC_FILE: Final = "__kafkacompat_dynamic_broker_configs.properties"
+_DYNAMIC_FILE: Final = files.DYNAMIC_BROKER_CONFIGS
 _FILE_VERSION: Final = "0"
 _CLUSTER_PREFIX: Final = "cluster."
 _NODE_PREFIX: Final = "node."

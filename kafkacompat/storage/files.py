@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import os
 import uuid
 from collections.abc import Iterable, Mapping
@@ -48,6 +49,11 @@ TOPIC_FILE_VERSION: Final = 0
 TopicPartition = tuple[str, int]
 
 
+DYNAMIC_BROKER_CONFIGS = "__kafkacompat_dynamic_broker_configs.properties"
+"""Broker configs set with AlterConfigs (Kafka keeps them in its metadata log); written and
+read by the DescribeConfigs/AlterConfigs handlers."""
+
+
 class CorruptFileError(Exception):
     """A data-directory file that cannot be parsed; names the file so an operator can act."""
 
@@ -58,6 +64,42 @@ class CorruptFileError(Exception):
 
 class NodeIdMismatchError(Exception):
     """meta.properties belongs to another broker; Kafka refuses to start in this case too."""
+
+
+class DataDirInUseError(Exception):
+    """Another process holds the data directory's ``.lock`` (Kafka's FileLock)."""
+
+
+LOCK_FILE = ".lock"
+
+
+_HELD_LOCKS: dict[str, int] = {}
+
+
+def lock_data_dir(directory: Path) -> None:
+    """Take Kafka's exclusive lock on ``<dir>/.lock`` so two brokers never share a data dir.
+
+    The lock is per process: the kernel drops it when the process exits, however it exits.
+    A second LogManager in the same process (tests that simulate a crash by abandoning one)
+    shares the lock already held."""
+    key = os.path.realpath(directory)
+    if key in _HELD_LOCKS:
+        return
+    fd = os.open(os.path.join(key, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DataDirInUseError(
+            f"{directory} is in use by another process (it holds {directory / LOCK_FILE})"
+        ) from None
+    _HELD_LOCKS[key] = fd
+
+
+def unlock_data_dir(directory: Path) -> None:
+    fd = _HELD_LOCKS.pop(os.path.realpath(directory), None)
+    if fd is not None:
+        os.close(fd)
 
 
 # -- atomic writes ---------------------------------------------------------------------------

@@ -225,6 +225,7 @@ class LogManager:
             self._started = True
             return
         data.mkdir(parents=True, exist_ok=True)
+        files.lock_data_dir(data)
         self.meta = files.ensure_meta_properties(data, self.node_id, self._requested_cluster_id)
         self.clean_shutdown = files.consume_clean_shutdown(data)
         recovery_points = files.read_checkpoint(data / files.RECOVERY_POINT_CHECKPOINT)
@@ -507,6 +508,8 @@ class LogManager:
             self.fd_pool.close_all()
         if self.data_dir is not None:
             files.write_clean_shutdown(self.data_dir)
+        if self.data_dir is not None:
+            files.unlock_data_dir(self.data_dir)
         self._started = False
 
     def with_broker_config(self, broker_config: Mapping[str, str]) -> None:
