@@ -155,6 +155,18 @@ _OWN_KEYS: Final = (
 )  # fmt: skip
 
 
+# Kafka leaves the finer units unset (null) so that the coarser one with a default applies:
+# log.retention.hours=168 and log.roll.hours=168 unless the .ms/.minutes forms are given.
+_SYNONYM_DEFAULTS: Final[Mapping[str, str | None]] = {
+    "log.retention.ms": None,
+    "log.retention.minutes": None,
+    "log.roll.ms": None,
+    "log.roll.jitter.ms": None,
+    "log.roll.jitter.hours": "0",
+    "log.flush.interval.ms": None,
+}
+
+
 def _synonym_keys() -> dict[str, tuple[BrokerKey, ConfigKey]]:
     """Broker properties that default a topic config, typed after the topic config."""
     found: dict[str, tuple[BrokerKey, ConfigKey]] = {}
@@ -165,6 +177,7 @@ def _synonym_keys() -> dict[str, tuple[BrokerKey, ConfigKey]]:
                 if topic_key.broker_default is not None and synonym is topic_key.synonyms[-1]
                 else (topic_key.default if synonym.scale == 1 else None)
             )
+            default = _SYNONYM_DEFAULTS.get(synonym.name, default)
             found[synonym.name] = (
                 BrokerKey(synonym.name, topic_key.type, default, topic_key.validator),
                 topic_key,
