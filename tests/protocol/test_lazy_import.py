@@ -27,6 +27,12 @@ def test_package_import_loads_no_message_module() -> None:
 def test_dispatch_path_loads_only_headers_and_what_it_serves() -> None:
     loaded = _loaded_after("import kafkacompat.protocol.framing, kafkacompat.handlers")
     assert loaded == [
+        "kafkacompat.protocol.messages.request_header",
+        "kafkacompat.protocol.messages.response_header",
+    ]
+    # Handler modules, and the messages they use, load on the first request they serve.
+    loaded = _loaded_after("from kafkacompat.handlers import HANDLERS\nHANDLERS[18]")
+    assert loaded == [
         "kafkacompat.protocol.messages.api_versions_request",
         "kafkacompat.protocol.messages.api_versions_response",
         "kafkacompat.protocol.messages.request_header",
