@@ -31,7 +31,10 @@ def test_dispatch_path_loads_only_headers_and_what_it_serves() -> None:
         "kafkacompat.protocol.messages.response_header",
     ]
     # Handler modules, and the messages they use, load on the first request they serve.
-    loaded = _loaded_after("from kafkacompat.handlers import HANDLERS\nHANDLERS[18]")
+    loaded = _loaded_after(
+        "import kafkacompat.protocol.framing\nfrom kafkacompat.handlers import HANDLERS\n"
+        "HANDLERS[18]"
+    )
     assert loaded == [
         "kafkacompat.protocol.messages.api_versions_request",
         "kafkacompat.protocol.messages.api_versions_response",
