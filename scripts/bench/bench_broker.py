@@ -916,6 +916,30 @@ def print_produce(title: str, rows: list[dict[str, Any]], client: dict[str, Any]
     )
 
 
+def raw_write_case(directory: Path, total: int) -> dict[str, Any]:
+    """The filesystem's own ceiling for the disk engine: os.write of ``total`` bytes in 1 MiB
+    writes to a file beside the broker's segments (page cache and writeback included, no
+    fsync, as the broker's appends), then the file is removed."""
+    chunk = os.urandom(MiB)
+    path = directory / "bench-raw-write.bin"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    cpu_before = time.process_time()
+    start = perf_counter()
+    try:
+        written = 0
+        while written < total:
+            written += os.write(fd, chunk[: min(MiB, total - written)])
+        elapsed = perf_counter() - start
+    finally:
+        os.close(fd)
+        path.unlink()
+    return {
+        "seconds": elapsed,
+        "mb_per_s": mbps(total, elapsed),
+        "cpu_s": time.process_time() - cpu_before,
+    }
+
+
 def print_results(results: dict[str, Any]) -> None:
     s = results["settings"]
     print(
@@ -929,6 +953,14 @@ def print_results(results: dict[str, Any]) -> None:
         end="",
     )
     print_produce("", results["produce_big"], results["client_big"])
+    raw = results.get("raw_write_big")
+    if raw is not None:
+        disk = next(r for r in results["produce_big"] if r["engine"] == "disk" and r["acks"] == "1")
+        print(
+            f"   - filesystem ceiling: os.write of the same bytes in 1 MiB writes to the disk "
+            f"engine's directory: {raw['seconds']:.2f} s, {raw['mb_per_s']:,.1f} MB/s "
+            f"({raw['cpu_s']:.2f} s CPU); disk acks=1 is {raw['seconds'] / disk['seconds']:.2f}x it"
+        )
 
     print("\n3. Consume from the disk engine: confluent-kafka Consumer, assign(), fetch.max.bytes "
           "50 MiB, max.partition.fetch.bytes 10 MiB; vs os.sendfile of the segment files")  # fmt: skip
@@ -1111,6 +1143,9 @@ def main() -> None:
         results["client_small"] = client_only_case(settings.small_count, settings.small_size)
         results["produce_big"] = produce_round(settings.big_count, settings.big_size, "10k")
         results["client_big"] = client_only_case(settings.big_count, settings.big_size)
+        results["raw_write_big"] = raw_write_case(
+            work / "data-disk", settings.big_count * settings.big_size
+        )
 
         disk = brokers["disk"]
         results["consume"] = [
