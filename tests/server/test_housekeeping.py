@@ -43,14 +43,13 @@ def test_retention_runs_on_schedule(tmp_path: Path) -> None:
     try:
         with Client(broker.address) as client:
             create_topic(client, "expiring")
-            old = RecordBatchBuilder()
-            old.append(b"old", timestamp=int(time.time() * 1000) - 60_000)
-            assert produce(client, "expiring", old.build()).error_code == 0
-            fresh = RecordBatchBuilder()
-            fresh.append(b"fresh", timestamp=int(time.time() * 1000))
-            assert produce(client, "expiring", fresh.build()).error_code == 0
-            # Both batches share the active segment, whose newest record is fresh: nothing
-            # may go until that one is past retention.ms too.
+            # One batch holding an old and a fresh record: retention goes by the batch's
+            # newest timestamp, so nothing may go until the fresh record is past retention.ms.
+            now = int(time.time() * 1000)
+            mixed = RecordBatchBuilder()
+            mixed.append(b"old", timestamp=now - 60_000)
+            mixed.append(b"fresh", timestamp=now)
+            assert produce(client, "expiring", mixed.build()).error_code == 0
             assert _earliest(client, "expiring") == 0
             deadline = time.monotonic() + 20
             while _earliest(client, "expiring") != 2 and time.monotonic() < deadline:
