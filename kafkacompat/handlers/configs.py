@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import re
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from kafkacompat.broker import Broker
 from kafkacompat.config import BROKER_CONFIGS, BrokerConfig
@@ -519,15 +519,16 @@ def _legacy_alter(
         raise Refused(ErrorCode.INVALID_REQUEST, f"Unknown resource type {resource.resource_type}")
 
 
-async def alter_configs(
-    ctx: RequestContext, request: legacy.AlterConfigsRequest
-) -> AlterConfigsResponse:
-    """The legacy AlterConfigs: the given configs replace the resource's whole set."""
-    load_dynamic_broker_configs(ctx.broker)
-    duplicates = _duplicate_resources((r.resource_type, r.resource_name) for r in request.resources)
+def _alter_each(
+    resources: Sequence[Any],
+    result_class: Callable[..., Any],
+    alter_one: Callable[[Any], None],
+) -> list[Any]:
+    """Both AlterConfigs flavours: each resource answered on its own, duplicates refused."""
+    duplicates = _duplicate_resources((r.resource_type, r.resource_name) for r in resources)
     responses = []
-    for resource in request.resources:
-        result = LegacyResult(
+    for resource in resources:
+        result = result_class(
             error_code=ErrorCode.NONE,
             error_message=None,
             resource_type=resource.resource_type,
@@ -536,10 +537,23 @@ async def alter_configs(
         try:
             if (resource.resource_type, resource.resource_name) in duplicates:
                 raise Refused(ErrorCode.INVALID_REQUEST, "Each resource must appear at most once.")
-            _legacy_alter(ctx.broker, resource, request.validate_only)
+            alter_one(resource)
         except Refused as refusal:
             result.error_code, result.error_message = refusal.code, refusal.message
         responses.append(result)
+    return responses
+
+
+async def alter_configs(
+    ctx: RequestContext, request: legacy.AlterConfigsRequest
+) -> AlterConfigsResponse:
+    """The legacy AlterConfigs: the given configs replace the resource's whole set."""
+    load_dynamic_broker_configs(ctx.broker)
+    responses = _alter_each(
+        request.resources,
+        LegacyResult,
+        lambda resource: _legacy_alter(ctx.broker, resource, request.validate_only),
+    )
     return AlterConfigsResponse(throttle_time_ms=0, responses=responses)
 
 
@@ -620,22 +634,11 @@ def _incremental_alter(
 async def incremental_alter_configs(
     ctx: RequestContext, request: incremental.IncrementalAlterConfigsRequest
 ) -> IncrementalAlterConfigsResponse:
-    duplicates = _duplicate_resources((r.resource_type, r.resource_name) for r in request.resources)
-    responses = []
-    for resource in request.resources:
-        result = IncrementalResult(
-            error_code=ErrorCode.NONE,
-            error_message=None,
-            resource_type=resource.resource_type,
-            resource_name=resource.resource_name,
-        )
-        try:
-            if (resource.resource_type, resource.resource_name) in duplicates:
-                raise Refused(ErrorCode.INVALID_REQUEST, "Each resource must appear at most once.")
-            _incremental_alter(ctx.broker, resource, request.validate_only)
-        except Refused as refusal:
-            result.error_code, result.error_message = refusal.code, refusal.message
-        responses.append(result)
+    responses = _alter_each(
+        request.resources,
+        IncrementalResult,
+        lambda resource: _incremental_alter(ctx.broker, resource, request.validate_only),
+    )
     return IncrementalAlterConfigsResponse(throttle_time_ms=0, responses=responses)
 
 
