@@ -31,9 +31,6 @@ from typing import Any, Final
 
 from kafkacompat.storage.config import (
     INT_MAX,
-    INT_MIN,
-    LONG_MAX,
-    LONG_MIN,
     TOPIC_CONFIGS,
     ConfigKey,
     ConfigType,
@@ -42,6 +39,7 @@ from kafkacompat.storage.config import (
     at_least,
     between,
     one_of,
+    parse_value,
 )
 
 log = logging.getLogger(__name__)
@@ -208,12 +206,6 @@ def parse_listener(text: str) -> tuple[str, str, int] | None:
     return match.group(1), host, port
 
 
-_INT_RANGES: Final = {
-    _T.SHORT: (-(2**15), 2**15 - 1),
-    _T.INT: (INT_MIN, INT_MAX),
-    _T.LONG: (LONG_MIN, LONG_MAX),
-}
-_INTEGER: Final = re.compile(r"[+-]?[0-9]+")
 _SECURITY_PROTOCOLS: Final = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 
 
@@ -230,38 +222,6 @@ def _protocol_map(value: Any) -> tuple[dict[str, str], str | None]:
             )
         found[name] = protocol
     return found, None
-
-
-def _parse(key: BrokerKey, raw: str) -> Any:
-    text = raw.strip()
-    try:
-        if key.type in _INT_RANGES:
-            # As Integer.parseInt and friends: ASCII digits only, out of range is not a number.
-            low, high = _INT_RANGES[key.type]
-            if _INTEGER.fullmatch(text) is None or not low <= int(text) <= high:
-                raise ValueError(f"Not a number of type {key.type.name} ({low} to {high})")
-            value: Any = int(text)
-        elif key.type == _T.DOUBLE:
-            try:
-                value = float(text)
-            except ValueError:
-                raise ValueError("Not a number of type DOUBLE") from None
-        elif key.type == _T.BOOLEAN:
-            if text.lower() not in ("true", "false"):
-                raise ValueError("Expected value to be either true or false")
-            value = text.lower() == "true"
-        elif key.type == _T.LIST:
-            value = tuple(item.strip() for item in text.split(",") if item.strip())
-        else:
-            value = text
-    except ValueError as exc:
-        raise InvalidConfigError(
-            f"Invalid value {raw!r} for configuration {key.name}: {exc}"
-        ) from None
-    problem = key.validator(value)
-    if problem is not None:
-        raise InvalidConfigError(f"Invalid value {raw!r} for configuration {key.name}: {problem}")
-    return value
 
 
 _ESCAPES: Final = {"t": "\t", "n": "\n", "r": "\r", "f": "\f"}
@@ -377,7 +337,7 @@ class BrokerConfig:
             key = BROKER_CONFIGS.get(name)
             if key is None:
                 continue
-            self._values[name] = _parse(key, raw)
+            self._values[name] = parse_value(key, raw)
             if name in _SYNONYMS:
                 topic_key = _SYNONYMS[name][1]
                 synonym = next(s for s in topic_key.synonyms if s.name == name)
@@ -465,7 +425,7 @@ class BrokerConfig:
         if name in self._values:
             return self._values[name]
         key = BROKER_CONFIGS[name]
-        return None if key.default is None else _parse(key, key.default)
+        return None if key.default is None else parse_value(key, key.default)
 
     def value_string(self, name: str) -> str | None:
         """As DescribeConfigs shows it: the given text, else the default (None for null)."""

@@ -15,10 +15,11 @@ still accepted so 3.x tooling that sets it keeps working.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from enum import IntEnum
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from kafkacompat.errors import ErrorCode, KafkaProtocolError
 
@@ -223,23 +224,45 @@ TOPIC_CONFIGS: Final[Mapping[str, ConfigKey]] = {
 _NEVER_IS_NONE: Final = frozenset({"flush.messages", "flush.ms"})
 
 
-def parse_value(key: ConfigKey, raw: str) -> Any:
+class TypedKey(Protocol):
+    """What parsing needs of a config key, topic-level or broker-level."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def type(self) -> ConfigType: ...
+    @property
+    def validator(self) -> Validator: ...
+
+
+_INT_RANGES: Final = {
+    ConfigType.SHORT: (-(2**15), 2**15 - 1),
+    ConfigType.INT: (INT_MIN, INT_MAX),
+    ConfigType.LONG: (LONG_MIN, LONG_MAX),
+}
+_INTEGER: Final = re.compile(r"[+-]?[0-9]+")
+
+
+def parse_value(key: TypedKey, raw: str) -> Any:
     """Parse and validate one value as Kafka's ConfigDef would; raises InvalidConfigError."""
     text = raw.strip()
     value: Any
     try:
-        if key.type in (ConfigType.INT, ConfigType.LONG, ConfigType.SHORT):
+        if key.type in _INT_RANGES:
+            # As Integer.parseInt and friends: ASCII digits only, out of range is not a number.
+            low, high = _INT_RANGES[key.type]
+            if _INTEGER.fullmatch(text) is None or not low <= int(text) <= high:
+                raise ValueError(f"Not a number of type {key.type.name} ({low} to {high})")
             value = int(text)
-            low, high = (INT_MIN, INT_MAX) if key.type == ConfigType.INT else (LONG_MIN, LONG_MAX)
-            if not low <= value <= high:
-                raise ValueError("out of range")
         elif key.type == ConfigType.DOUBLE:
-            value = float(text)
+            try:
+                value = float(text)
+            except ValueError:
+                raise ValueError("Not a number of type DOUBLE") from None
         elif key.type == ConfigType.BOOLEAN:
-            lowered = text.lower()
-            if lowered not in ("true", "false"):
-                raise ValueError("expected true or false")
-            value = lowered == "true"
+            if text.lower() not in ("true", "false"):
+                raise ValueError("Expected value to be either true or false")
+            value = text.lower() == "true"
         elif key.type == ConfigType.LIST:
             value = tuple(item.strip() for item in text.split(",") if item.strip())
         else:
