@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from kafkacompat.config import BrokerConfig
+from kafkacompat.coordinators.group_coordinator import GroupConfig, GroupCoordinator
+from kafkacompat.coordinators.group_store import GroupStore
+from kafkacompat.coordinators.group_timers import TimerQueue
 from kafkacompat.coordinators.producer_ids import ProducerIdManager
 from kafkacompat.coordinators.producer_state import ProducerStateRegistry
 from kafkacompat.storage.manager import Engine, LogManager
@@ -68,6 +72,68 @@ class AppendWaiters:
         return len(self._waiters)
 
 
+class LoopTimerDriver:
+    """Runs a coordinator's :class:`TimerQueue` on the running event loop: one loop timer,
+    armed for the earliest deadline, re-armed after every run."""
+
+    def __init__(self, timers: TimerQueue) -> None:
+        self.timers = timers
+        self._handle: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._armed_for: int | None = None
+        timers.on_schedule = self._on_schedule
+
+    def _on_schedule(self, deadline: int) -> None:
+        if self._armed_for is None or deadline < self._armed_for:
+            self.arm()
+
+    def arm(self) -> None:
+        """Make sure the loop wakes up for the earliest deadline (nothing without a running
+        loop: the next call from inside one arms it)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        deadline = self.timers.next_deadline()
+        if deadline is None:
+            self.cancel()
+            return
+        if (
+            self._handle is not None
+            and self._loop is loop
+            and self._armed_for is not None
+            and self._armed_for <= deadline
+        ):
+            return
+        self.cancel()
+        delay = max(deadline - self.timers.now_ms(), 0) / 1000
+        self._handle = loop.call_later(delay, self._fire)
+        self._loop = loop
+        self._armed_for = deadline
+
+    def poll(self) -> None:
+        """Run whatever is due now and re-arm (handlers call it: a test's event loop may
+        have ended since the timer was armed)."""
+        self.timers.run_due()
+        if self._loop is not None and self._loop.is_closed():
+            self._handle = self._loop = self._armed_for = None
+        self.arm()
+
+    def _fire(self) -> None:
+        self._handle = self._loop = self._armed_for = None
+        try:
+            self.timers.run_due()
+        except Exception:
+            log.exception("a group coordinator timer failed")
+        finally:
+            self.arm()
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._handle = self._loop = self._armed_for = None
+
+
 class Broker:
     """Everything a request handler may consult or change."""
 
@@ -91,10 +157,25 @@ class Broker:
             engine=engine,
             now_ms=now_ms,
         )
+        # Rolled segments are fsynced by flush_due, off the event loop, as Kafka's roll does.
+        self.logs.deferred_roll_flush = True
         self.append_waiters = AppendWaiters()
         self.producer_ids = ProducerIdManager(self.data_dir if engine == "disk" else None)
         self.producer_states = ProducerStateRegistry(
             producer_id_expiration_ms=config.get("producer.id.expiration.ms")
+        )
+        self.group_timers = TimerQueue(now_ms)
+        self.group_timer_driver = LoopTimerDriver(self.group_timers)
+        self.groups = GroupCoordinator(
+            GroupConfig.from_broker_config(config),
+            self.group_timers,
+            GroupStore(
+                self.logs,
+                num_partitions=config.get("offsets.topic.num.partitions"),
+                segment_bytes=config.get("offsets.topic.segment.bytes"),
+                now_ms=now_ms,
+                leader_epoch=LEADER_EPOCH,
+            ),
         )
         self.started = False
         self.bound: tuple[str, int] | None = None
@@ -105,12 +186,27 @@ class Broker:
 
     def start(self) -> None:
         self.logs.start()
+        started = time.monotonic()
+        loaded = self.groups.startup()
+        if loaded.records:
+            log.info(
+                "loaded %d groups and the offsets of %d from %d records of __consumer_offsets "
+                "in %.0f ms",
+                len(loaded.groups),
+                len(loaded.offsets),
+                loaded.records,
+                (time.monotonic() - started) * 1000,
+            )
+        self.group_timer_driver.arm()
         self.started = True
 
     def shutdown(self) -> None:
         if not self.started:
             return
         self.started = False
+        self.groups.shutdown()
+        self.group_timer_driver.cancel()
+        self.group_timers.cancel_all()
         # Producer snapshots first: they record the log end offsets the logs close at.
         self.producer_states.snapshot_all()
         self.logs.shutdown()
@@ -135,8 +231,27 @@ class Broker:
         self.producer_states.remove_expired_producers(now)
         return self.logs.run_retention(now)
 
-    def flush_due(self) -> None:
-        """Kafka's log flusher: fsync partitions whose flush.ms has elapsed."""
+    async def flush_due(self) -> None:
+        """Kafka's log flusher, every second: fsync segments rolled since the last pass (in a
+        thread: a 1 GiB fsync must not stall the event loop), then partitions whose flush.ms
+        has elapsed."""
+        from kafkacompat.storage.log import Log  # the disk engine's module, loaded on demand
+
+        loop = asyncio.get_running_loop()
+        for tp, partition_log in list(self.logs.logs()):
+            if not isinstance(partition_log, Log):
+                continue  # only the disk engine has segments to fsync
+            for flush in partition_log.take_roll_flushes():
+                try:
+                    if flush.fd is not None:
+                        await loop.run_in_executor(None, os.fsync, flush.fd)
+                finally:
+                    if flush.fd is not None:
+                        os.close(flush.fd)
+                # The topic may have been deleted while the fsync ran.
+                topic = self.logs.topics().get(tp[0])
+                if self.started and topic is not None and topic.logs[tp[1]] is partition_log:
+                    partition_log.complete_roll_flush(flush)
         now = self.now_ms()
         for _, partition_log in self.logs.logs():
             maybe_flush = getattr(partition_log, "maybe_flush", None)

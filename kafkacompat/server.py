@@ -38,6 +38,7 @@ import asyncio
 import collections
 import ctypes
 import ctypes.util
+import inspect
 import logging
 import os
 import signal
@@ -420,7 +421,9 @@ class Server:
         while True:
             await asyncio.sleep(seconds)
             try:
-                job()
+                result = job()
+                if inspect.isawaitable(result):
+                    await result
             except Exception:
                 log.exception("scheduled task %s failed", getattr(job, "__name__", job))
 

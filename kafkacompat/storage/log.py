@@ -148,6 +148,16 @@ class _PendingDeletion:
     the first sweep after it, never less than the delay from the rename."""
 
 
+@dataclass(slots=True)
+class RollFlush:
+    """A rolled segment whose fsync the broker runs off the event loop."""
+
+    segment: LogSegment
+    new_base: int
+    """The recovery point once this segment (and every one before it) is durable."""
+    fd: int | None = None
+
+
 class Log:
     """A partition's segments on disk; implements :class:`kafkacompat.storage.base.PartitionLog`.
 
@@ -167,6 +177,7 @@ class Log:
         clean_shutdown: bool = True,
         opener: Opener = os.open,
         fd_pool: FdSource | None = None,
+        deferred_roll_flush: bool = False,
     ) -> None:
         self.directory = directory
         self.settings: LogSettings = settings if settings is not None else DefaultLogSettings()
@@ -179,6 +190,8 @@ class Log:
         self._unflushed_messages = 0
         self._last_flush_ms = now_ms
         self.recovered_bytes_truncated = 0
+        self.deferred_roll_flush = deferred_roll_flush
+        self._roll_flushes: list[RollFlush] = []
         self._epochs = LeaderEpochCache()
         self._epochs_dirty = False  # changed in memory since the checkpoint was written
         self._pending_deletions: list[_PendingDeletion] = []
@@ -432,12 +445,16 @@ class Log:
         if old.is_empty:
             return old
         old.on_become_inactive()
-        # Kafka flushes the old segment asynchronously; here it is synchronous and moves the
-        # recovery point, so an unclean restart only revalidates the new active segment.
-        old.flush()
-        if self._epochs_dirty:
-            self._write_epoch_checkpoint()
         new_base = old.next_offset
+        if self.deferred_roll_flush:
+            # Kafka flushes a rolled segment asynchronously (its "flush-log" task): a 1 GiB
+            # fsync here would stall every connection of the broker. The recovery point stays
+            # put until the broker reports the fsync done (complete_roll_flush).
+            self._roll_flushes.append(RollFlush(old, new_base))
+        else:
+            old.flush()
+            if self._epochs_dirty:
+                self._write_epoch_checkpoint()
         new = self._new_segment(new_base)
         for stale in (new.log_path, new.offset_index.path, new.time_index.path):
             if os.path.exists(stale):  # cannot happen in a consistent directory; be safe
@@ -445,8 +462,33 @@ class Log:
         new.size = 0
         self._segments.append(new)
         self._base_offsets.append(new_base)
-        self._recovery_point = max(self._recovery_point, new_base)
+        if not self.deferred_roll_flush:
+            self._recovery_point = max(self._recovery_point, new_base)
         return new
+
+    def take_roll_flushes(self) -> list[RollFlush]:
+        """Rolled segments waiting for their fsync, each with a descriptor of its own (a
+        ``dup``, so the pool may close the segment's) for another thread to fsync; hand each
+        back to :meth:`complete_roll_flush` on this thread, in order, then close the fd."""
+        pending, self._roll_flushes = self._roll_flushes, []
+        for flush in pending:
+            flush.fd = os.dup(flush.segment.fd) if flush.segment.dirty else None
+        return pending
+
+    def complete_roll_flush(self, flush: RollFlush) -> None:
+        """After ``os.fsync(flush.fd)``: persist the segment's indexes and move the recovery
+        point past it. A segment deleted meanwhile (retention) needs nothing more."""
+        segment = flush.segment
+        if segment not in self._segments:
+            return
+        segment.dirty = False
+        segment.offset_index.flush()
+        segment.time_index.flush()
+        if self._epochs_dirty:
+            self._write_epoch_checkpoint()
+        # Only past segments that are all durable: an older roll still in flight holds it back.
+        if not any(f.new_base <= flush.new_base for f in self._roll_flushes):
+            self._recovery_point = max(self._recovery_point, flush.new_base)
 
     # -- durability ------------------------------------------------------------------------------
 
@@ -481,6 +523,7 @@ class Log:
         if self._epochs_dirty:  # before the recovery point vouches for the epochs' batches
             self._write_epoch_checkpoint()
         self._recovery_point = self.log_end_offset
+        self._roll_flushes.clear()  # covered by the fsyncs above
         self._unflushed_messages = 0
         if now_ms is not None:
             self._last_flush_ms = now_ms

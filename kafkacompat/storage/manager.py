@@ -100,6 +100,8 @@ class LogSpec:
     now_ms: int
     fd_pool: FdPool | None = None
     """Shared by every disk log so 10,000 partitions fit under ``ulimit -n 1024``."""
+    deferred_roll_flush: bool = False
+    """A broker fsyncs rolled segments off its event loop (see Log.take_roll_flushes)."""
 
 
 LogFactory = Callable[[LogSpec], PartitionLog]
@@ -131,6 +133,7 @@ def disk_log_factory(spec: LogSpec) -> PartitionLog:
         recovery_point=spec.recovery_point,
         clean_shutdown=spec.clean_shutdown,
         fd_pool=spec.fd_pool,
+        deferred_roll_flush=spec.deferred_roll_flush,
     )
 
 
@@ -191,6 +194,8 @@ class LogManager:
         self.engine = engine
         self.now_ms = now_ms
         self._factory = log_factory or _DEFAULT_FACTORIES[engine]
+        self.deferred_roll_flush = False
+        """Set by a broker before start(): rolled segments are fsynced by its flusher."""
         self.fd_pool = FdPool() if engine == "disk" else None
         self._requested_cluster_id = cluster_id
         self.meta: files.MetaProperties | None = None
@@ -274,6 +279,7 @@ class LogManager:
                 clean_shutdown=self.clean_shutdown,
                 now_ms=now_ms,
                 fd_pool=self.fd_pool,
+                deferred_roll_flush=self.deferred_roll_flush,
             )
         )
 
