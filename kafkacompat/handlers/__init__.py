@@ -33,6 +33,17 @@ FAMILIES: Final[Mapping[str, tuple[int, ...]]] = {
     "configs": (K.DESCRIBE_CONFIGS, K.ALTER_CONFIGS, K.INCREMENTAL_ALTER_CONFIGS),
     "cluster": (K.DESCRIBE_CLUSTER, K.DESCRIBE_LOG_DIRS),
     # consumer groups
+    "groups": (
+        K.FIND_COORDINATOR,
+        K.JOIN_GROUP,
+        K.SYNC_GROUP,
+        K.HEARTBEAT,
+        K.LEAVE_GROUP,
+        K.DESCRIBE_GROUPS,
+        K.LIST_GROUPS,
+        K.DELETE_GROUPS,
+    ),
+    "group_offsets": (K.OFFSET_COMMIT, K.OFFSET_FETCH, K.OFFSET_DELETE),
 }
 
 

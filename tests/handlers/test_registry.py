@@ -54,7 +54,7 @@ def _specs_with(tmp_path: Path, old: str, new: str) -> Path:
         ),
         # Leaving an API out without a reason.
         (
-            'advertised = "none"\nreason = "handler not written yet (consumer groups, issue 5)"',
+            'advertised = "none"\nreason = "not implemented"',
             'advertised = "none"',
             "no reason",
         ),

@@ -1,0 +1,232 @@
+"""Committed offsets: OffsetCommit (key 8, v2+), OffsetFetch (9, v1+), OffsetDelete (47).
+
+OffsetCommit checks each partition exists (UNKNOWN_TOPIC_OR_PARTITION otherwise, before the
+group is even looked at, as Kafka's KafkaApis does), then the coordinator validates the
+group, generation and member and writes the offsets to ``__consumer_offsets`` before this
+answers.  The commit time is the broker's; v2-4 may ask for their own retention.  OffsetCommit
+v0 (offsets in ZooKeeper) and v1 (client-chosen commit timestamps), and OffsetFetch v0
+(ZooKeeper), were deprecated and removed in Kafka 4.0 (KIP-896) and are not advertised.
+
+OffsetFetch answers -1 for partitions without a committed offset, and every committed
+partition when ``topics`` is null (v2+); v8+ fetch for several groups at once.
+``require_stable`` (v7+) asks to wait out pending transactional commits, of which there are
+none here.  The v9 member id and epoch belong to KIP-848 groups, which this broker does not
+run, and are ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from kafkacompat.coordinators.group_metadata import OffsetAndMetadata
+from kafkacompat.errors import ErrorCode
+from kafkacompat.handlers.context import Handler, RequestContext
+from kafkacompat.handlers.groups import coordinator
+from kafkacompat.protocol.apis import ApiKey
+from kafkacompat.protocol.messages.offset_commit_request import OffsetCommitRequest
+from kafkacompat.protocol.messages.offset_commit_response import (
+    OffsetCommitResponse,
+    OffsetCommitResponsePartition,
+    OffsetCommitResponseTopic,
+)
+from kafkacompat.protocol.messages.offset_delete_request import OffsetDeleteRequest
+from kafkacompat.protocol.messages.offset_delete_response import (
+    OffsetDeleteResponse,
+    OffsetDeleteResponsePartition,
+    OffsetDeleteResponseTopic,
+)
+from kafkacompat.protocol.messages.offset_fetch_request import OffsetFetchRequest
+from kafkacompat.protocol.messages.offset_fetch_response import (
+    OffsetFetchResponse,
+    OffsetFetchResponseGroup,
+    OffsetFetchResponsePartition,
+    OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic,
+    OffsetFetchResponseTopics,
+)
+
+TopicPartition = tuple[str, int]
+DEFAULT_RETENTION_TIME = -1
+INVALID_OFFSET = -1
+
+
+def _partition_exists(ctx: RequestContext, topic: str, partition: int) -> bool:
+    found = ctx.broker.logs.topics().get(topic)
+    return found is not None and 0 <= partition < found.partitions
+
+
+# -- OffsetCommit -----------------------------------------------------------------------------------
+
+
+async def offset_commit(ctx: RequestContext, request: OffsetCommitRequest) -> OffsetCommitResponse:
+    version = ctx.api_version
+    now = ctx.broker.now_ms()
+    retention = request.retention_time_ms if 2 <= version <= 4 else DEFAULT_RETENTION_TIME
+    expire = None if retention == DEFAULT_RETENTION_TIME else now + retention
+    errors: dict[TopicPartition, ErrorCode] = {}
+    offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+    for topic in request.topics:
+        for partition in topic.partitions:
+            tp = (topic.name, partition.partition_index)
+            if not _partition_exists(ctx, *tp):
+                errors[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                continue
+            offsets[tp] = OffsetAndMetadata(
+                offset=partition.committed_offset,
+                leader_epoch=partition.committed_leader_epoch if version >= 6 else -1,
+                metadata=partition.committed_metadata or "",
+                commit_timestamp=now,
+                expire_timestamp=expire,
+            )
+    if offsets:
+        errors.update(
+            coordinator(ctx).commit_offsets(
+                request.group_id,
+                request.member_id,
+                request.group_instance_id if version >= 7 else None,
+                request.generation_id_or_member_epoch,
+                offsets,
+            )
+        )
+    return OffsetCommitResponse(
+        topics=[
+            OffsetCommitResponseTopic(
+                name=topic.name,
+                partitions=[
+                    OffsetCommitResponsePartition(
+                        partition_index=p.partition_index,
+                        error_code=errors[(topic.name, p.partition_index)],
+                    )
+                    for p in topic.partitions
+                ],
+            )
+            for topic in request.topics
+        ]
+    )
+
+
+# -- OffsetFetch ------------------------------------------------------------------------------------
+
+
+def _by_topic(
+    found: Iterable[tuple[TopicPartition, OffsetAndMetadata | None]],
+) -> dict[str, list[tuple[int, OffsetAndMetadata | None]]]:
+    topics: dict[str, list[tuple[int, OffsetAndMetadata | None]]] = {}
+    for (topic, partition), committed in found:
+        topics.setdefault(topic, []).append((partition, committed))
+    return topics
+
+
+def _fetch(
+    ctx: RequestContext, group_id: str, wanted: list[TopicPartition] | None
+) -> tuple[ErrorCode, dict[str, list[tuple[int, OffsetAndMetadata | None]]]]:
+    error, found = coordinator(ctx).fetch_offsets(group_id, wanted)
+    return error, _by_topic(found)
+
+
+async def offset_fetch(ctx: RequestContext, request: OffsetFetchRequest) -> OffsetFetchResponse:
+    version = ctx.api_version
+    if version >= 8:
+        groups = []
+        for group in request.groups:
+            wanted = (
+                None
+                if group.topics is None
+                else [(t.name, p) for t in group.topics for p in t.partition_indexes]
+            )
+            error, topics = _fetch(ctx, group.group_id, wanted)
+            groups.append(
+                OffsetFetchResponseGroup(
+                    group_id=group.group_id,
+                    error_code=error,
+                    topics=[
+                        OffsetFetchResponseTopics(
+                            name=name,
+                            partitions=[
+                                OffsetFetchResponsePartitions(
+                                    partition_index=p,
+                                    committed_offset=INVALID_OFFSET if c is None else c.offset,
+                                    committed_leader_epoch=-1 if c is None else c.leader_epoch,
+                                    metadata="" if c is None else c.metadata,
+                                )
+                                for p, c in partitions
+                            ],
+                        )
+                        for name, partitions in topics.items()
+                    ],
+                )
+            )
+        return OffsetFetchResponse(groups=groups)
+
+    asked = (
+        None
+        if request.topics is None
+        else [(t.name, p) for t in request.topics for p in t.partition_indexes]
+    )
+    error, topics = _fetch(ctx, request.group_id, asked)
+    partition_error: ErrorCode = ErrorCode.NONE
+    if error != ErrorCode.NONE and version < 2 and asked is not None:
+        # v1 has no top-level error: every asked partition carries it.
+        topics = _by_topic((tp, None) for tp in asked)
+        partition_error = error
+    return OffsetFetchResponse(
+        error_code=error,
+        topics=[
+            OffsetFetchResponseTopic(
+                name=name,
+                partitions=[
+                    OffsetFetchResponsePartition(
+                        partition_index=p,
+                        committed_offset=INVALID_OFFSET if c is None else c.offset,
+                        committed_leader_epoch=-1 if c is None else c.leader_epoch,
+                        metadata="" if c is None else c.metadata,
+                        error_code=partition_error,
+                    )
+                    for p, c in partitions
+                ],
+            )
+            for name, partitions in topics.items()
+        ],
+    )
+
+
+# -- OffsetDelete -----------------------------------------------------------------------------------
+
+
+async def offset_delete(ctx: RequestContext, request: OffsetDeleteRequest) -> OffsetDeleteResponse:
+    errors: dict[TopicPartition, ErrorCode] = {}
+    wanted: list[TopicPartition] = []
+    for topic in request.topics:
+        for partition in topic.partitions:
+            tp = (topic.name, partition.partition_index)
+            if _partition_exists(ctx, *tp):
+                wanted.append(tp)
+            else:
+                errors[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    error, deleted = coordinator(ctx).delete_offsets(request.group_id, wanted)
+    if error != ErrorCode.NONE:
+        return OffsetDeleteResponse(error_code=error)
+    errors.update(deleted)
+    return OffsetDeleteResponse(
+        error_code=ErrorCode.NONE,
+        topics=[
+            OffsetDeleteResponseTopic(
+                name=topic.name,
+                partitions=[
+                    OffsetDeleteResponsePartition(
+                        partition_index=p.partition_index,
+                        error_code=errors[(topic.name, p.partition_index)],
+                    )
+                    for p in topic.partitions
+                ],
+            )
+            for topic in request.topics
+        ],
+    )
+
+
+HANDLES: dict[int, Handler] = {
+    ApiKey.OFFSET_COMMIT: offset_commit,
+    ApiKey.OFFSET_FETCH: offset_fetch,
+    ApiKey.OFFSET_DELETE: offset_delete,
+}
