@@ -189,7 +189,8 @@ class Broker:
         started = time.monotonic()
         loaded = self.groups.startup()
         if loaded.records:
-            log.info(
+            # Debug, not info: the first line a broker logs must stay the one naming its port.
+            log.debug(
                 "loaded %d groups and the offsets of %d from %d records of __consumer_offsets "
                 "in %.0f ms",
                 len(loaded.groups),

@@ -453,6 +453,8 @@ class Server:
         for connection in list(self.connections):
             connection.stop_reading()
         self.broker.append_waiters.wake_all()
+        # Parked JoinGroup/SyncGroup answer NOT_COORDINATOR now, not after the grace period.
+        self.broker.groups.shutdown()
         deadline = loop.time() + _SHUTDOWN_GRACE_S
         while loop.time() < deadline and any(
             c.busy and c.in_flight != _FETCH for c in self.connections

@@ -336,8 +336,11 @@ async def delete_topics(ctx: RequestContext, request: DeleteTopicsRequest) -> De
         else:
             to_delete[found_topic.topic_id] = name
     for topic_id, name in to_delete.items():
+        partitions = broker.logs.topic(name).partitions
         broker.logs.delete_topic(name)
         broker.producer_states.drop_topic(name)
+        # As Kafka, committed offsets of a deleted topic go with it.
+        broker.groups.on_partitions_deleted([(name, p) for p in range(partitions)])
         responses.append(_deletion_result(name, topic_id, ErrorCode.NONE))
     return DeleteTopicsResponse(throttle_time_ms=0, responses=responses)
 

@@ -522,3 +522,24 @@ def test_commits_survive_a_broker_restart_on_disk(tmp_path: Path, engine: Engine
         )
         expected = 42 if engine == "disk" else -1  # the memory engine keeps nothing
         assert response.topics[0].partitions[0].committed_offset == expected
+
+
+def test_group_timers_run_on_the_event_loop_between_requests(tmp_path: Path) -> None:
+    """A session expires with no request arriving: the broker's loop timer runs it."""
+    settings = {"group_initial_rebalance_delay_ms": "0", "group_min_session_timeout_ms": "50"}
+    with running_broker(tmp_path, **settings) as broker:
+
+        async def scenario() -> str:
+            request = JoinGroupRequest(
+                group_id="g",
+                session_timeout_ms=100,
+                member_id="",
+                protocol_type="consumer",
+                protocols=PROTOCOLS,
+            )
+            joined = await HANDLERS[request.API_KEY](context(broker, request.API_KEY, 0), request)
+            assert joined is not None and joined.error_code == E.NONE
+            await asyncio.sleep(0.4)  # no SyncGroup, no heartbeat: the session lapses
+            return broker.groups.groups["g"].state.value
+
+        assert asyncio.run(scenario()) == "Empty"
