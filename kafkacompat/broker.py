@@ -12,12 +12,12 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from pathlib import Path
 
 from kafkacompat.config import BrokerConfig
 from kafkacompat.coordinators.group_coordinator import GroupConfig, GroupCoordinator
-from kafkacompat.coordinators.group_store import GroupStore
+from kafkacompat.coordinators.group_store import GroupStore, LoadedGroups
 from kafkacompat.coordinators.group_timers import TimerQueue
 from kafkacompat.coordinators.producer_ids import ProducerIdManager
 from kafkacompat.coordinators.producer_state import ProducerStateRegistry
@@ -178,28 +178,56 @@ class Broker:
             ),
         )
         self.started = False
+        self._group_load: Generator[None, None, LoadedGroups] | None = None
+        self._load_started = time.monotonic()
         self.bound: tuple[str, int] | None = None
         """Where the server actually listens (port 0 picks one); the advertised address
         unless ``advertised.listeners`` says otherwise."""
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, *, load_groups: bool = True) -> None:
+        """Open the logs; with ``load_groups`` also replay ``__consumer_offsets`` now. A server
+        passes False, listens, and then runs :meth:`load_groups` on its loop, as Kafka does:
+        group requests get COORDINATOR_LOAD_IN_PROGRESS until the replay is done."""
         self.logs.start()
-        started = time.monotonic()
-        loaded = self.groups.startup()
-        if loaded.records:
-            # Debug, not info: the first line a broker logs must stay the one naming its port.
-            log.debug(
-                "loaded %d groups and the offsets of %d from %d records of __consumer_offsets "
-                "in %.0f ms",
-                len(loaded.groups),
-                len(loaded.offsets),
-                loaded.records,
-                (time.monotonic() - started) * 1000,
-            )
-        self.group_timer_driver.arm()
         self.started = True
+        self._load_started = time.monotonic()
+        self._group_load = self.groups.startup_steps()
+        # The first step marks the coordinator loading, so requests that arrive before the
+        # replay finishes are told to retry.
+        if self._step_group_load() or load_groups:
+            while not self._step_group_load():
+                pass
+
+    def _step_group_load(self) -> bool:
+        """One step of the replay; True when it is done (and then arms the group timers)."""
+        if self._group_load is None:
+            return True
+        try:
+            next(self._group_load)
+            return False
+        except StopIteration as done:
+            self._group_load = None
+            loaded = done.value
+            if loaded.records:
+                # Debug: the first line a broker logs must stay the one naming its port.
+                log.debug(
+                    "loaded %d groups and the offsets of %d from %d records of "
+                    "__consumer_offsets in %.0f ms",
+                    len(loaded.groups),
+                    len(loaded.offsets),
+                    loaded.records,
+                    (time.monotonic() - self._load_started) * 1000,
+                )
+            self.group_timer_driver.arm()
+            return True
+
+    async def load_groups(self) -> None:
+        """Finish the replay of ``__consumer_offsets``, a few thousand batches per turn of the
+        event loop, so that produce, fetch and metadata requests are served meanwhile."""
+        while self.started and not self._step_group_load():
+            await asyncio.sleep(0)
 
     def shutdown(self) -> None:
         if not self.started:

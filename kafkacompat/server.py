@@ -495,7 +495,7 @@ async def serve(
     """Run until SIGTERM or SIGINT."""
     started = time.monotonic()
     broker = Broker(config, engine=engine)  # type: ignore[arg-type]
-    broker.start()
+    broker.start(load_groups=False)  # listen first; __consumer_offsets replays below
     # Dynamic broker configs (AlterConfigs on the broker) persist in the data dir; the module
     # that owns them is imported only when there is something to apply.
     if engine == "disk" and (broker.data_dir / DYNAMIC_BROKER_CONFIGS).exists():
@@ -531,8 +531,10 @@ async def serve(
     # Listening comes first; the handler modules (and the generated messages they use) load
     # now, off the event loop, so the first request of each kind does not pay for them.
     warm_up = loop.run_in_executor(None, load_all)
+    group_load = loop.create_task(broker.load_groups())
     await stop.wait()
     await asyncio.wait_for(warm_up, _SHUTDOWN_FLUSH_S)
+    group_load.cancel()  # a stop during the replay abandons it; the log is untouched
     log.info("shutting down")
     await server.stop()
     log.info("stopped cleanly")

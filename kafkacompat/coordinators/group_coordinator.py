@@ -39,6 +39,7 @@ transitions read best in one place, as in Kafka's own GroupCoordinator.
 from __future__ import annotations
 
 import logging
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Final
 
@@ -63,7 +64,7 @@ from kafkacompat.coordinators.group_metadata import (
     SyncGroupResult,
     generate_member_id,
 )
-from kafkacompat.coordinators.group_store import GroupStore, LoadedGroups
+from kafkacompat.coordinators.group_store import GroupStore, LoadedGroups, drain
 from kafkacompat.coordinators.group_timers import Scheduler
 from kafkacompat.errors import ErrorCode
 
@@ -121,9 +122,12 @@ class GroupCoordinator:
     # -- lifecycle --------------------------------------------------------------------------------
 
     def startup(self) -> LoadedGroups:
+        return drain(self.startup_steps())
+
+    def startup_steps(self) -> Generator[None, None, LoadedGroups]:
         """Load every group and offset from the log, then start serving: loaded members
         keep their generation as long as they heartbeat within their sessions."""
-        loaded = self.manager.load()
+        loaded = yield from self.manager.load_steps()
         for group in list(self.groups.values()):
             self._on_group_loaded(group)
         return loaded

@@ -15,7 +15,7 @@ Membership (JoinGroup, SyncGroup, Heartbeat, LeaveGroup) is the coordinator's bu
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -31,6 +31,7 @@ from kafkacompat.coordinators.group_store import (
     LoadedGroups,
     Record,
     StoreError,
+    drain,
     group_metadata_key,
     group_metadata_value,
     member_record,
@@ -157,11 +158,16 @@ class GroupMetadataManager:
     # -- lifecycle --------------------------------------------------------------------------------
 
     def load(self) -> LoadedGroups:
+        return drain(self.load_steps())
+
+    def load_steps(self) -> Generator[None, None, LoadedGroups]:
         """Replay the log into groups: Stable with their members if the last generation had
         any, else Empty; offsets without group metadata make an Empty group with no
-        protocol (one used only to store offsets)."""
+        protocol (one used only to store offsets).  Stepwise: while it runs, group requests
+        get COORDINATOR_LOAD_IN_PROGRESS."""
         self.loading = True
-        loaded = self.store.load() if self.store is not None else LoadedGroups()
+        self.active = True
+        loaded = (yield from self.store.load_steps()) if self.store is not None else LoadedGroups()
         for group_id, value in loaded.groups.items():
             self.groups[group_id] = _group_from_record(group_id, value)
         for group_id, offsets in loaded.offsets.items():

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, TypeVar
 
 from kafkacompat.coordinators.group_metadata import OffsetAndMetadata
 from kafkacompat.errors import ErrorCode, KafkaProtocolError
@@ -72,6 +72,8 @@ GROUP_METADATA_VALUE_VERSION: Final = 3
 
 _VERSION = struct.Struct(">h")
 _READ_CHUNK = 16 * 1024 * 1024
+_BATCHES_PER_STEP = 2048  # a few milliseconds of replay between two turns of the event loop
+_R = TypeVar("_R")
 
 Record = tuple[bytes, bytes | None]
 """One record to append: key, and value or None for a tombstone."""
@@ -211,13 +213,33 @@ def _latest_values(payload: bytes, latest: dict[bytes, bytes | None]) -> int:
     return count
 
 
+def drain(steps: Generator[None, None, _R]) -> _R:
+    """Run a stepwise load to its end at once (tests, and brokers that load before serving)."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            result: _R = done.value
+            return result
+
+
 def replay(partition_log: PartitionLog) -> tuple[dict[bytes, bytes | None], int]:
-    """The latest value bytes per key bytes in one partition, and how many records it holds.
+    """The latest value bytes per key bytes in one partition, and how many records it holds."""
+    return drain(replay_steps(partition_log))
+
+
+def replay_steps(
+    partition_log: PartitionLog,
+) -> Generator[None, None, tuple[dict[bytes, bytes | None], int]]:
+    """:func:`replay`, yielding every few thousand batches so that a broker can replay on its
+    event loop while it already serves other requests (COORDINATOR_LOAD_IN_PROGRESS to
+    group requests meanwhile, as Kafka).
 
     Batch headers are unpacked here in one struct call each rather than through
     :class:`RecordBatch` views: with one commit per batch, the views cost more than the
     records.  The log checked every CRC when it appended or recovered these batches."""
     latest: dict[bytes, bytes | None] = {}
+    batches = 0
     pending: dict[int, dict[bytes, bytes | None]] = {}  # transactional, by producer id
     count = 0
     offset = partition_log.log_start_offset
@@ -242,6 +264,9 @@ def replay(partition_log: PartitionLog) -> tuple[dict[bytes, bytes | None], int]
             codec = attributes & COMPRESSION_CODEC_MASK
             offset = fields[FIELD_BASE_OFFSET] + fields[FIELD_LAST_OFFSET_DELTA] + 1
             position += size
+            batches += 1
+            if batches % _BATCHES_PER_STEP == 0:
+                yield
             try:
                 payload = (
                     section
@@ -392,12 +417,15 @@ class GroupStore:
             raise StoreError(str(exc), ErrorCode.KAFKA_STORAGE_ERROR) from exc
 
     def load(self) -> LoadedGroups:
+        return drain(self.load_steps())
+
+    def load_steps(self) -> Generator[None, None, LoadedGroups]:
         loaded = LoadedGroups()
         topic = self.topic()
         if topic is None:
             return loaded
         for partition_log in topic.logs:
-            latest, count = replay(partition_log)
+            latest, count = yield from replay_steps(partition_log)
             loaded.records += count
             decode_latest(latest, loaded)
         return loaded

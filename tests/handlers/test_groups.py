@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from kafkacompat.broker import Broker
+from kafkacompat.config import BrokerConfig
 from kafkacompat.errors import ErrorCode
 from kafkacompat.handlers import HANDLERS
 from kafkacompat.protocol import request_class, response_class
@@ -543,3 +544,31 @@ def test_group_timers_run_on_the_event_loop_between_requests(tmp_path: Path) -> 
             return broker.groups.groups["g"].state.value
 
         assert asyncio.run(scenario()) == "Empty"
+
+
+def test_replay_after_listening_answers_load_in_progress(tmp_path: Path) -> None:
+    """A server starts listening before __consumer_offsets is replayed (as Kafka): group
+    requests meanwhile get COORDINATOR_LOAD_IN_PROGRESS, then the replay finishes on the loop."""
+    settings = {"offsets_topic_num_partitions": "1", "group_initial_rebalance_delay_ms": "0"}
+    with running_broker(tmp_path, engine="disk", **settings) as broker:
+        broker.logs.create_topic("t", 1)
+        # More commit batches than one replay step takes.
+        for offset in range(2100):
+            call(broker, _commit("g", {("t", 0): offset}), 9)
+    fetch = OffsetFetchRequest(
+        group_id="g", topics=[OffsetFetchRequestTopic(name="t", partition_indexes=[0])]
+    )
+    broker = Broker(
+        BrokerConfig({k.replace("_", "."): v for k, v in settings.items()}),
+        engine="disk",
+        data_dir=tmp_path,
+    )
+    broker.start(load_groups=False)
+    try:
+        assert call(broker, fetch, 7).error_code == E.COORDINATOR_LOAD_IN_PROGRESS
+        asyncio.run(broker.load_groups())
+        answer = call(broker, fetch, 7)
+        assert answer.error_code == E.NONE
+        assert answer.topics[0].partitions[0].committed_offset == 2099
+    finally:
+        broker.shutdown()
