@@ -14,14 +14,17 @@ import os
 import time
 from collections.abc import Callable, Generator, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kafkacompat.config import BrokerConfig
-from kafkacompat.coordinators.group_coordinator import GroupConfig, GroupCoordinator
-from kafkacompat.coordinators.group_store import GroupStore, LoadedGroups
 from kafkacompat.coordinators.group_timers import TimerQueue
 from kafkacompat.coordinators.producer_ids import ProducerIdManager
 from kafkacompat.coordinators.producer_state import ProducerStateRegistry
 from kafkacompat.storage.manager import Engine, LogManager
+
+if TYPE_CHECKING:
+    from kafkacompat.coordinators.group_coordinator import GroupCoordinator
+    from kafkacompat.coordinators.group_store import LoadedGroups
 
 log = logging.getLogger(__name__)
 
@@ -166,23 +169,41 @@ class Broker:
         )
         self.group_timers = TimerQueue(now_ms)
         self.group_timer_driver = LoopTimerDriver(self.group_timers)
-        self.groups = GroupCoordinator(
-            GroupConfig.from_broker_config(config),
-            self.group_timers,
-            GroupStore(
-                self.logs,
-                num_partitions=config.get("offsets.topic.num.partitions"),
-                segment_bytes=config.get("offsets.topic.segment.bytes"),
-                now_ms=now_ms,
-                leader_epoch=LEADER_EPOCH,
-            ),
-        )
+        self._groups: GroupCoordinator | None = None
         self.started = False
         self._group_load: Generator[None, None, LoadedGroups] | None = None
         self._load_started = time.monotonic()
+        self._group_load_begun = False
         self.bound: tuple[str, int] | None = None
         """Where the server actually listens (port 0 picks one); the advertised address
         unless ``advertised.listeners`` says otherwise."""
+
+    @property
+    def groups(self) -> GroupCoordinator:
+        """The group coordinator, built on first use: its modules (about 30 ms of imports) load
+        after the listener is up, not before (start-up goal: accepting within 150 ms)."""
+        if self._groups is None:
+            from kafkacompat.coordinators.group_coordinator import GroupConfig, GroupCoordinator
+            from kafkacompat.coordinators.group_store import GroupStore
+
+            self._groups = GroupCoordinator(
+                GroupConfig.from_broker_config(self.config),
+                self.group_timers,
+                GroupStore(
+                    self.logs,
+                    num_partitions=self.config.get("offsets.topic.num.partitions"),
+                    segment_bytes=self.config.get("offsets.topic.segment.bytes"),
+                    now_ms=self.now_ms,
+                    leader_epoch=LEADER_EPOCH,
+                ),
+            )
+        return self._groups
+
+    def shutdown_groups(self) -> None:
+        """Answer parked JoinGroup/SyncGroup with NOT_COORDINATOR (a coordinator never built
+        has none)."""
+        if self._groups is not None:
+            self._groups.shutdown()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -192,13 +213,20 @@ class Broker:
         group requests get COORDINATOR_LOAD_IN_PROGRESS until the replay is done."""
         self.logs.start()
         self.started = True
-        self._load_started = time.monotonic()
-        self._group_load = self.groups.startup_steps()
-        # The first step marks the coordinator loading, so requests that arrive before the
-        # replay finishes are told to retry.
-        if self._step_group_load() or load_groups:
+        if load_groups:
+            self.begin_group_load()
             while not self._step_group_load():
                 pass
+
+    def begin_group_load(self) -> None:
+        """Build the coordinator and take the replay's first step, which marks it loading:
+        group requests from here on get COORDINATOR_LOAD_IN_PROGRESS until it is done."""
+        if self._group_load_begun:
+            return
+        self._group_load_begun = True
+        self._load_started = time.monotonic()
+        self._group_load = self.groups.startup_steps()
+        self._step_group_load()
 
     def _step_group_load(self) -> bool:
         """One step of the replay; True when it is done (and then arms the group timers)."""
@@ -226,6 +254,7 @@ class Broker:
     async def load_groups(self) -> None:
         """Finish the replay of ``__consumer_offsets``, a few thousand batches per turn of the
         event loop, so that produce, fetch and metadata requests are served meanwhile."""
+        self.begin_group_load()
         while self.started and not self._step_group_load():
             await asyncio.sleep(0)
 
@@ -233,7 +262,7 @@ class Broker:
         if not self.started:
             return
         self.started = False
-        self.groups.shutdown()
+        self.shutdown_groups()
         self.group_timer_driver.cancel()
         self.group_timers.cancel_all()
         # Producer snapshots first: they record the log end offsets the logs close at.

@@ -37,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import ctypes
-import ctypes.util
 import inspect
 import logging
 import os
@@ -79,12 +78,10 @@ _FETCH = 1
 def tune_allocator() -> None:
     """Keep glibc from returning each large frame buffer to the kernel and faulting it back
     in for the next one (about 366 page faults per 1 MiB frame with the defaults)."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
+        # The C library already loaded into this process; no find_library (it may spawn a
+        # subprocess) on the start-up path.
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return  # not glibc
     m_trim_threshold, m_mmap_threshold = -1, -3
@@ -454,7 +451,7 @@ class Server:
             connection.stop_reading()
         self.broker.append_waiters.wake_all()
         # Parked JoinGroup/SyncGroup answer NOT_COORDINATOR now, not after the grace period.
-        self.broker.groups.shutdown()
+        self.broker.shutdown_groups()
         deadline = loop.time() + _SHUTDOWN_GRACE_S
         while loop.time() < deadline and any(
             c.busy and c.in_flight != _FETCH for c in self.connections
@@ -531,6 +528,7 @@ async def serve(
     # Listening comes first; the handler modules (and the generated messages they use) load
     # now, off the event loop, so the first request of each kind does not pay for them.
     warm_up = loop.run_in_executor(None, load_all)
+    broker.begin_group_load()  # from now on group requests hear COORDINATOR_LOAD_IN_PROGRESS
     group_load = loop.create_task(broker.load_groups())
     await stop.wait()
     await asyncio.wait_for(warm_up, _SHUTDOWN_FLUSH_S)

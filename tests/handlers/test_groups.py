@@ -565,6 +565,7 @@ def test_replay_after_listening_answers_load_in_progress(tmp_path: Path) -> None
     )
     broker.start(load_groups=False)
     try:
+        broker.begin_group_load()  # as the server does once it listens
         assert call(broker, fetch, 7).error_code == E.COORDINATOR_LOAD_IN_PROGRESS
         asyncio.run(broker.load_groups())
         answer = call(broker, fetch, 7)
