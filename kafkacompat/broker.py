@@ -9,6 +9,7 @@ event loop thread, so state changes between two awaits are atomic.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -25,6 +26,7 @@ from kafkacompat.storage.manager import Engine, LogManager
 if TYPE_CHECKING:
     from kafkacompat.coordinators.group_coordinator import GroupCoordinator
     from kafkacompat.coordinators.group_store import LoadedGroups
+    from kafkacompat.storage.cleaner import LogCleanerManager
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +172,7 @@ class Broker:
         self.group_timers = TimerQueue(now_ms)
         self.group_timer_driver = LoopTimerDriver(self.group_timers)
         self._groups: GroupCoordinator | None = None
+        self._log_cleaner: LogCleanerManager | None = None
         self.started = False
         self._group_load: Generator[None, None, LoadedGroups] | None = None
         self._load_started = time.monotonic()
@@ -213,6 +216,8 @@ class Broker:
         group requests get COORDINATOR_LOAD_IN_PROGRESS until the replay is done."""
         self.logs.start()
         self.started = True
+        if self._log_cleaner is not None:
+            self._log_cleaner.cancelled.clear()
         if load_groups:
             self.begin_group_load()
             while not self._step_group_load():
@@ -262,6 +267,8 @@ class Broker:
         if not self.started:
             return
         self.started = False
+        if self._log_cleaner is not None:
+            self._log_cleaner.cancelled.set()
         self.shutdown_groups()
         self.group_timer_driver.cancel()
         self.group_timers.cancel_all()
@@ -318,3 +325,86 @@ class Broker:
 
     def checkpoint(self) -> None:
         self.logs.checkpoint()
+
+    @property
+    def log_cleaner(self) -> LogCleanerManager:
+        if self._log_cleaner is None:
+            from kafkacompat.storage.cleaner import LogCleanerManager
+
+            self._log_cleaner = LogCleanerManager(
+                self.data_dir if self.engine == "disk" else None,
+                dedupe_buffer_size=self.config.get("log.cleaner.dedupe.buffer.size"),
+                load_factor=self.config.get("log.cleaner.io.buffer.load.factor"),
+            )
+        return self._log_cleaner
+
+    async def clean_logs(self) -> int:
+        """Kafka's log cleaner thread: compact the dirtiest log, in a worker thread, and again
+        while one is dirty enough; returns how many rounds ran. The server calls it every
+        log.cleaner.backoff.ms when log.cleaner.enable is set."""
+        from kafkacompat.storage.cleaner import CleaningAborted, clean_and_close
+
+        if self.engine != "disk":
+            return 0  # the memory and null engines keep no segments to rewrite
+        cleaner = self.log_cleaner
+        loop = asyncio.get_running_loop()
+        rounds = 0
+        while self.started:
+            now = self.now_ms()
+            picked = cleaner.grab_filthiest(self.logs.logs(), now)
+            if picked is None:
+                break
+            tp, plan = picked
+            producers = self._producer_last_offsets(tp, plan.log)
+            plan.open_files()
+            try:
+                result = await loop.run_in_executor(
+                    None,
+                    functools.partial(
+                        clean_and_close,
+                        plan,
+                        now_ms=now,
+                        map_budget_bytes=cleaner.map_budget_bytes,
+                        producer_last_offsets=producers,
+                        cancelled=cleaner.cancelled,
+                    ),
+                )
+            except CleaningAborted:
+                break
+            live = {key for key, _ in self.logs.logs()}
+            if not self.started or tp not in live:
+                for cleaned in result.cleaned:
+                    cleaned.discard()
+                break
+            if cleaner.swap_in(tp, result, self.now_ms(), live):
+                rounds += 1
+                stats = result.stats
+                log.info(
+                    "cleaned %s-%d: %d of %d records kept, %d -> %d bytes, %d keys",
+                    tp[0],
+                    tp[1],
+                    stats.records_retained,
+                    stats.records_read,
+                    stats.bytes_read,
+                    stats.bytes_written,
+                    stats.map_keys,
+                )
+            await asyncio.sleep(0)
+        return rounds
+
+    def _producer_last_offsets(self, tp: TopicPartition, partition_log: object) -> dict[int, int]:
+        """Each active producer's last batch offset in the partition: its batch must keep at
+        least a header through compaction (see kafkacompat.storage.cleaner)."""
+        directory = getattr(partition_log, "directory", None)
+        state = self.producer_states.get(
+            tp[0],
+            tp[1],
+            partition_log,  # type: ignore[arg-type]
+            None if directory is None else Path(directory),
+            self.now_ms(),
+        )
+        return {
+            producer_id: entry.batches[-1].last_offset
+            for producer_id, entry in state.active_producers.items()
+            if entry.batches
+        }

@@ -148,6 +148,12 @@ _OWN_KEYS: Final = (
     _key("sasl.enabled.mechanisms", _T.LIST, "GSSAPI"),
     _key("request.timeout.ms", _T.INT, "30000", between(0, INT_MAX)),
     _key("log.cleaner.enable", _T.BOOLEAN, "true"),
+    _key("log.cleaner.backoff.ms", _T.LONG, "15000", at_least(0)),
+    _key("log.cleaner.dedupe.buffer.size", _T.LONG, "134217728", at_least(1)),
+    _key("log.cleaner.io.buffer.load.factor", _T.DOUBLE, "0.9"),
+    _key("log.cleaner.io.buffer.size", _T.INT, "524288", at_least(0)),
+    _key("log.cleaner.io.max.bytes.per.second", _T.DOUBLE, "1.7976931348623157E308"),
+    _key("log.cleaner.threads", _T.INT, "1", at_least(0)),
     _key("log.message.timestamp.type", _T.STRING, "CreateTime",
          one_of("CreateTime", "LogAppendTime")),
 )  # fmt: skip

@@ -400,6 +400,7 @@ class Server:
                 )
             ),
             loop.create_task(self._every(1.0, self.broker.flush_due)),
+            *self._cleaner_task(loop),
             loop.create_task(
                 self._every(
                     max(self.broker.config.get("log.flush.offset.checkpoint.interval.ms"), 1000)
@@ -408,6 +409,15 @@ class Server:
                 )
             ),
         ]
+
+    def _cleaner_task(self, loop: asyncio.AbstractEventLoop) -> list[asyncio.Task[None]]:
+        """Compaction, when log.cleaner.enable: a round whenever a log is dirty enough,
+        checked again log.cleaner.backoff.ms after the last had nothing to do."""
+        config = self.broker.config
+        if not config.get("log.cleaner.enable") or config.get("log.cleaner.threads") < 1:
+            return []
+        backoff = max(config.get("log.cleaner.backoff.ms"), 10) / 1000
+        return [loop.create_task(self._every(backoff, self.broker.clean_logs))]
 
     def _idle_check_interval(self) -> float:
         if self.idle_ms < 0:

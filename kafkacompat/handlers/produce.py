@@ -68,6 +68,19 @@ def _check_timestamps(records: memoryview, config: LogConfig, now_ms: int) -> No
             )
 
 
+def _check_keys(records: memoryview) -> None:
+    """Every record of a compacted topic needs a key (Kafka's LogValidator.validateKey):
+    compaction keeps the latest record per key, and a keyless one has no latest."""
+    for batch in iter_batches(records):
+        for record in batch.iter_records():
+            if record.key is None:
+                raise KafkaProtocolError(
+                    f"record at offset delta {record.offset - batch.base_offset} has no key, "
+                    "and every record of a compacted topic needs one",
+                    ErrorCode.INVALID_RECORD,
+                )
+
+
 def append_partition(
     broker: Broker, topic: Topic, index: int, records: memoryview | None, now_ms: int
 ) -> PartitionProduceResponse:
@@ -92,6 +105,8 @@ def append_partition(
             or config.message_timestamp_difference_max_ms < 2**62
         ):
             _check_timestamps(records, config, now_ms)
+        if config.compact:
+            _check_keys(records)
         # Loaded for every append, idempotent or not, so that the state's view of the log
         # never falls behind it (a snapshot must not be trusted past writes it missed).
         directory = getattr(log, "directory", None)

@@ -38,6 +38,7 @@ REPLICATION_OFFSET_CHECKPOINT: Final = "replication-offset-checkpoint"
 CLEAN_SHUTDOWN_FILE: Final = ".kafka_cleanshutdown"
 PARTITION_METADATA: Final = "partition.metadata"
 LEADER_EPOCH_CHECKPOINT: Final = "leader-epoch-checkpoint"
+CLEANER_OFFSET_CHECKPOINT: Final = "cleaner-offset-checkpoint"
 TOPICS_DIR: Final = "__kafkacompat_topics"
 TOPIC_FILE_SUFFIX: Final = ".properties"
 
@@ -105,7 +106,7 @@ def unlock_data_dir(directory: Path) -> None:
 # -- atomic writes ---------------------------------------------------------------------------
 
 
-def fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path | str) -> None:
     """Make a create/rename/unlink in ``directory`` durable (the entry lives in the directory)."""
     fd = os.open(directory, os.O_RDONLY)
     try:

@@ -47,7 +47,7 @@ import contextlib
 import os
 import re
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from kafkacompat.errors import ErrorCode
 from kafkacompat.records.batch import (
@@ -73,18 +73,24 @@ from kafkacompat.storage.base import (
 from kafkacompat.storage.epoch import LeaderEpochCache
 from kafkacompat.storage.index import CorruptIndexError
 from kafkacompat.storage.segment import (
+    INDEX_SUFFIX,
     LOG_SUFFIX,
     MAX_RELATIVE_OFFSET,
     NO_TIMESTAMP,
+    TIME_INDEX_SUFFIX,
     BatchSpan,
     FdSource,
     LogSegment,
     Opener,
 )
 
+if TYPE_CHECKING:
+    from kafkacompat.storage.cleaner import CleanedSegment
+
 LOG_APPEND_TIME: Final = "LogAppendTime"
 # Leftovers of interrupted renames, cleanings and deletions; Kafka deletes these on load.
 _STRAY_SUFFIXES: Final = (".tmp", ".deleted", ".cleaned", ".swap")
+_LOG_SWAP: Final = LOG_SUFFIX + ".swap"
 _SEGMENT_FILE: Final = re.compile(r"^(\d{20})(\.log|\.index|\.timeindex)$")
 
 
@@ -214,6 +220,9 @@ class Log:
         # Pass 1: list the directory; delete leftovers of interrupted operations and index
         # files whose log is gone, and collect the segments' base offsets.
         names = os.listdir(self.directory)
+        if any(name.endswith(_LOG_SWAP) for name in names):
+            self._complete_swaps(names)
+            names = os.listdir(self.directory)
         base_offsets: set[int] = set()
         for name in names:
             path = os.path.join(self.directory, name)
@@ -264,11 +273,15 @@ class Log:
                     later.delete()
                 del self._segments[i + 1 :]
                 break
-        # An empty segment other than the last one holds nothing and would confuse lookups.
-        for segment in self._segments[:-1]:
-            if segment.is_empty:
-                segment.delete()
-        self._segments = [s for s in self._segments[:-1] if not s.is_empty] + self._segments[-1:]
+        # An empty segment between others holds nothing; drop it. The first one stays: it is
+        # what a compaction that emptied the oldest segments left, and it keeps the log start.
+        if len(self._segments) > 2:
+            middle = self._segments[1:-1]
+            for segment in middle:
+                if segment.is_empty:
+                    segment.delete()
+            kept = [segment for segment in middle if not segment.is_empty]
+            self._segments = [self._segments[0], *kept, self._segments[-1]]
         self._base_offsets = [segment.base_offset for segment in self._segments]
 
         # Pass 5: the log end offset comes from the last valid batch, and never sits below the
@@ -300,6 +313,44 @@ class Log:
             on_disk is not None and self._epochs.entries != on_disk
         ):
             self._write_epoch_checkpoint()
+
+    def _complete_swaps(self, names: list[str]) -> None:
+        """Finish a compaction swap a crash interrupted (Kafka's LogLoader): ``.swap`` files
+        were complete and fsync'd before the first was named so, so each replaces every
+        segment whose base offset falls in its range and takes its final name. A ``.swap``
+        of a newer base than some ``.cleaned`` file belongs to a round that never got that
+        far and is dropped with it (pass 1 deletes the ``.cleaned`` files)."""
+        from kafkacompat.storage.cleaner import CLEANED_SUFFIX, SWAP_SUFFIX, swap_file_next_offset
+
+        swap_logs = sorted(
+            int(name[:20])
+            for name in names
+            if name.endswith(LOG_SUFFIX + SWAP_SUFFIX)
+            and _SEGMENT_FILE.match(name[: -len(SWAP_SUFFIX)])
+        )
+        if not swap_logs:
+            return
+        cleaned = [int(n[:20]) for n in names if n.endswith(CLEANED_SUFFIX) and n[:20].isdigit()]
+        if cleaned:
+            swap_logs = [base for base in swap_logs if base < min(cleaned)]
+            if not swap_logs:
+                return
+        ranges: list[tuple[int, int]] = []
+        for base in swap_logs:
+            path = os.path.join(self.directory, f"{base:020d}{LOG_SUFFIX}{SWAP_SUFFIX}")
+            next_offset = swap_file_next_offset(path)
+            ranges.append((base, base + 1 if next_offset is None else next_offset))
+        low, high = min(r[0] for r in ranges), max(r[1] for r in ranges)
+        for name in names:
+            match = _SEGMENT_FILE.match(name)
+            if match and low <= int(match.group(1)) < high:
+                os.unlink(os.path.join(self.directory, name))
+        for base in swap_logs:
+            for name in names:
+                if name.startswith(f"{base:020d}.") and name.endswith(SWAP_SUFFIX):
+                    source = os.path.join(self.directory, name)
+                    os.replace(source, source[: -len(SWAP_SUFFIX)])
+        files.fsync_dir(self.directory)
 
     @property
     def _epoch_checkpoint_path(self) -> str:
@@ -726,6 +777,43 @@ class Log:
         if self._pending_deletions:
             self.delete_expired_files(now_ms)
         return deleted
+
+    # -- compaction ------------------------------------------------------------------------------
+
+    def replace_segments(self, cleaned: CleanedSegment, now_ms: int) -> bool:
+        """Swap a cleaned segment in for the segments it was made from (Kafka's
+        ``replaceSegments``); False, with the cleaned files removed, if any of those segments
+        is gone meanwhile (retention, DeleteRecords, topic deletion). Runs on the thread that
+        serves reads: a read copies its bytes out before anything else runs, so no reader
+        ever sees the old segment's name pointing at the new file."""
+        from kafkacompat.storage.cleaner import CLEANED_SUFFIX, SWAP_SUFFIX
+
+        old = [snapshot.segment for snapshot in cleaned.replaces]
+        try:
+            first = self._segments.index(old[0])
+        except ValueError:
+            cleaned.discard()
+            return False
+        if self._segments[first : first + len(old)] != old or first + len(old) >= len(
+            self._segments
+        ):
+            cleaned.discard()
+            return False
+        # The log file goes last: its .swap name is what a reload takes as "swap complete".
+        suffixes = (INDEX_SUFFIX, TIME_INDEX_SUFFIX, LOG_SUFFIX)
+        for suffix in suffixes:
+            os.replace(cleaned.path(suffix, CLEANED_SUFFIX), cleaned.path(suffix, SWAP_SUFFIX))
+        renamed: list[str] = []
+        for segment in old:
+            renamed += segment.rename_for_deletion()
+        self._pending_deletions.append(_PendingDeletion(renamed, now_ms))
+        for suffix in reversed(suffixes):
+            os.replace(cleaned.path(suffix, SWAP_SUFFIX), cleaned.path(suffix, ""))
+        files.fsync_dir(self.directory)
+        new = self._new_segment(cleaned.base_offset)
+        self._segments[first : first + len(old)] = [new]
+        self._base_offsets = [segment.base_offset for segment in self._segments]
+        return True
 
     def __repr__(self) -> str:
         return (
