@@ -31,6 +31,7 @@ from kafkacompat.protocol.internal_topics.group_metadata_value import (
 from kafkacompat.records import ControlRecordType, RecordBatchBuilder
 from kafkacompat.records.control import build_end_transaction_marker_batch
 from kafkacompat.storage.base import ReadResult
+from kafkacompat.storage.cleaner import LogCleanerManager, clean_and_close, cleanable_range
 from kafkacompat.storage.manager import Engine, LogManager
 from tests.coordinators.test_group_coordinator import Harness, subscription
 
@@ -288,3 +289,60 @@ def test_memory_engine_keeps_groups_until_the_process_ends() -> None:
     h = Harness(_store(manager))
     h.commit({T0: 1})
     assert Harness(_store(manager)).committed() == {T0: 1}  # same logs, replayed
+
+
+# -- compaction -------------------------------------------------------------------------------------
+
+
+def _compact_all(manager: LogManager, data_dir: Path, now: int) -> int:
+    """Run the log cleaner until no log is dirty enough, as the broker's task does."""
+    cleaner = LogCleanerManager(data_dir, dedupe_buffer_size=1 << 20)
+    rounds = 0
+    while (picked := cleaner.grab_filthiest(manager.logs(), now)) is not None:
+        tp, plan = picked
+        plan.open_files()
+        result = clean_and_close(plan, now_ms=now, map_budget_bytes=cleaner.map_budget_bytes)
+        assert cleaner.swap_in(tp, result, now, {key for key, _ in manager.logs()})
+        rounds += 1
+    return rounds
+
+
+def test_compaction_keeps_every_offset_and_forgets_deleted_groups(tmp_path: Path) -> None:
+    manager = _manager(tmp_path)
+    store = GroupStore(manager, num_partitions=1, segment_bytes=4096, now_ms=lambda: 1_000_000)
+    h = Harness(store)
+    for i in range(200):
+        h.commit({T0: i, ("t", 1): 1000 + i}, group="g")
+        h.commit({T0: i}, group="doomed")
+    h.commit({T0: 7}, group="simple")
+    assert h.coordinator.delete_groups(["doomed"]) == {"doomed": E.NONE}
+    for i in range(60):  # push the tombstones out of the active segment
+        h.commit({("t", 2): i}, group="g")
+    partition_log = store.topic().logs[0]  # type: ignore[union-attr]
+    size_before = partition_log.size_in_bytes
+    end_offset = partition_log.log_end_offset
+
+    now = 2_000_000
+    assert _compact_all(manager, tmp_path, now) >= 1
+    assert partition_log.log_end_offset == end_offset
+    # 400 commits of "g" and "doomed" keep one record per key; only the active segment and
+    # the group deletion's tombstones (kept for delete.retention.ms) are more.
+    assert partition_log.size_in_bytes < size_before / 3
+    # A round past the delete horizon (delete.retention.ms, 24 h) drops the tombstones too.
+    later = now + 86_400_001
+    plan = cleanable_range(partition_log, None, later)  # type: ignore[arg-type]
+    assert plan is not None
+    plan.open_files()
+    result = clean_and_close(plan, now_ms=later, map_budget_bytes=1 << 20)
+    assert result.stats.tombstones_removed >= 1
+    for cleaned in result.cleaned:
+        assert partition_log.replace_segments(cleaned, later)  # type: ignore[attr-defined]
+    latest, _ = replay(partition_log)
+    assert None not in latest.values()  # no tombstone left
+
+    expected = {"g": {T0: 199, ("t", 1): 1199, ("t", 2): 59}, "simple": {T0: 7}}
+    assert {group: h.committed(group) for group in expected} == expected
+    manager.shutdown()
+    restarted = Harness(_store(_manager(tmp_path), partitions=1))
+    assert set(restarted.coordinator.groups) == {"g", "simple"}
+    assert {group: restarted.committed(group) for group in expected} == expected
