@@ -22,6 +22,7 @@
 'use strict'
 
 const { Kafka, logLevel, CompressionTypes, CompressionCodecs } = require('kafkajs')
+const Batch = require('kafkajs/src/consumer/batch')
 const SnappyCodec = require('kafkajs-snappy')
 const lz4 = require('lz4js')
 const { ZstdCodec } = require('zstd-codec')
@@ -196,6 +197,13 @@ async function fetchRecords(command) {
       })
       const partition = response.responses[0].partitions[0]
       if (partition.errorCode) throw new Error(`fetch error code ${partition.errorCode}`)
+      // A batch holding only records before the fetch offset (the rest compacted away):
+      // kafkajs's consumer then moves on by one offset, through its own Batch class.
+      const batch = new Batch(command.topic, offset.toString(), partition)
+      if (batch.isEmptyDueToLogCompactedMessages()) {
+        offset = BigInt(batch.lastOffset()) + 1n
+        continue
+      }
       for (const message of partition.messages) {
         if (message.isControlRecord || BigInt(message.offset) < offset) continue
         records.push({
