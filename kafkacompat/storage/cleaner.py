@@ -48,7 +48,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Final, NamedTuple, Protocol
 
 import crc32c
 
@@ -287,8 +287,7 @@ def _payload(batch: memoryview, fields: _BatchFields) -> bytes | memoryview:
     return bytes(decompress(CompressionType(codec), section, DEFAULT_MAX_UNCOMPRESSED_SIZE))
 
 
-@dataclass(slots=True)
-class _RawRecord:
+class _RawRecord(NamedTuple):
     """A record located in its batch's records section, with just the fields compaction needs."""
 
     start: int
@@ -303,41 +302,69 @@ class _RawRecord:
 
 
 def scan_records(payload: bytes | memoryview, count: int) -> list[_RawRecord]:
-    """Locate ``count`` records; InvalidRecordError if the section does not hold them."""
+    """Locate ``count`` records; InvalidRecordError if the section does not hold them.
+
+    The cleaner's hot loop (every record, twice per round): one-byte varints, which most
+    deltas and lengths are, are decoded inline; longer ones go through the varint module."""
     records: list[_RawRecord] = []
+    append = records.append
+    make = tuple.__new__
     data = payload if isinstance(payload, bytes) else bytes(payload)
     end = len(data)
     position = 0
-    for _ in range(count):
-        length, p = read_varint(data, position, end)
-        record_end = p + length
-        if length <= 0 or record_end > end:
-            raise InvalidRecordError(f"record length {length} is out of bounds")
-        attributes = data[p]
-        timestamp_delta, p = read_varlong(data, p + 1, record_end)
-        body = p
-        offset_delta, p = read_varint(data, p, record_end)
-        key_length, p = read_varint(data, p, record_end)
-        key: bytes | None = None
-        if key_length >= 0:
-            if p + key_length > record_end:
-                raise InvalidRecordError(f"key length {key_length} is out of bounds")
-            key = data[p : p + key_length]
-            p += key_length
-        value_length, p = read_varint(data, p, record_end)
-        records.append(
-            _RawRecord(
-                position,
-                record_end,
-                body,
-                attributes,
-                timestamp_delta,
-                offset_delta,
-                key,
-                value_length < 0,
+    try:
+        for _ in range(count):
+            byte = data[position]
+            if byte < 0x80:
+                length, p = (byte >> 1) ^ -(byte & 1), position + 1
+            else:
+                length, p = read_varint(data, position, end)
+            record_end = p + length
+            if length <= 0 or record_end > end:
+                raise InvalidRecordError(f"record length {length} is out of bounds")
+            attributes = data[p]
+            byte = data[p + 1]
+            if byte < 0x80:
+                timestamp_delta, p = (byte >> 1) ^ -(byte & 1), p + 2
+            else:
+                timestamp_delta, p = read_varlong(data, p + 1, record_end)
+            body = p
+            byte = data[p]
+            if byte < 0x80:
+                offset_delta, p = (byte >> 1) ^ -(byte & 1), p + 1
+            else:
+                offset_delta, p = read_varint(data, p, record_end)
+            byte = data[p]
+            if byte < 0x80:
+                key_length, p = (byte >> 1) ^ -(byte & 1), p + 1
+            else:
+                key_length, p = read_varint(data, p, record_end)
+            key: bytes | None = None
+            if key_length >= 0:
+                if p + key_length > record_end:
+                    raise InvalidRecordError(f"key length {key_length} is out of bounds")
+                key = data[p : p + key_length]
+                p += key_length
+            # A null value is the one-byte varint -1 (0x01); anything else is a value.
+            tombstone = data[p] == 0x01
+            append(
+                make(
+                    _RawRecord,
+                    (
+                        position,
+                        record_end,
+                        body,
+                        attributes,
+                        timestamp_delta,
+                        offset_delta,
+                        key,
+                        tombstone,
+                    ),
+                )
             )
-        )
-        position = record_end
+            position = record_end
+    except IndexError:
+        raise InvalidRecordError("a record runs past the end of its batch") from None
     return records
 
 
