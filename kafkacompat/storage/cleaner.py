@@ -696,7 +696,7 @@ def _clean_group(
                 now_ms + delete_retention_ms if keeps_tombstone and horizon is None else None
             )
             stats.records_retained += len(retained)
-            if len(retained) == count and new_horizon is None:
+            if retained and len(retained) == count and new_horizon is None:
                 writer.write(batch, last_offset, fields[FIELD_MAX_TIMESTAMP])
             elif retained:
                 rebuilt, max_timestamp = _rebuilt_batch(fields, payload, retained, new_horizon)

@@ -751,25 +751,31 @@ class Log:
         deleted = 0
         settings = self.settings
         if not getattr(settings, "delete", True):
-            # cleanup.policy=compact alone: retention never applies (compaction is not done).
+            # cleanup.policy=compact alone: retention never applies; the cleaner keeps it small.
             if self._pending_deletions:
                 self.delete_expired_files(now_ms)
             return 0
         # The active segment counts too once it holds data: as Kafka does, when every segment
         # is past retention the log rolls and then deletes them all, so an expired topic empties
         # instead of keeping its newest segment forever.
+        # An empty segment stops the walk only if it is the active one: compaction may leave
+        # empty ones before it, and they expire like any other.
+        active = self._segments[-1]
         if settings.retention_ms >= 0:
             count = 0
             for segment in self._segments:
-                if segment.is_empty or now_ms - segment.max_timestamp <= settings.retention_ms:
+                if (segment.is_empty and segment is active) or (
+                    now_ms - segment.max_timestamp <= settings.retention_ms
+                ):
                     break
                 count += 1
             deleted += self._delete_oldest_rolling(count, now_ms)
         if settings.retention_bytes >= 0:
+            active = self._segments[-1]  # a roll above may have made a new one
             excess = self.size_in_bytes - settings.retention_bytes
             count = 0
             for segment in self._segments:
-                if segment.is_empty or excess - segment.size < 0:
+                if (segment.is_empty and segment is active) or excess - segment.size < 0:
                     break
                 excess -= segment.size
                 count += 1
