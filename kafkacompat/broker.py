@@ -342,7 +342,7 @@ class Broker:
         """Kafka's log cleaner thread: compact the dirtiest log, in a worker thread, and again
         while one is dirty enough; returns how many rounds ran. The server calls it every
         log.cleaner.backoff.ms when log.cleaner.enable is set."""
-        from kafkacompat.storage.cleaner import CleaningAborted, clean_and_close
+        from kafkacompat.storage.cleaner import CleaningAborted, clean
 
         if self.engine != "disk":
             return 0  # the memory and null engines keep no segments to rewrite
@@ -361,7 +361,7 @@ class Broker:
                 result = await loop.run_in_executor(
                     None,
                     functools.partial(
-                        clean_and_close,
+                        clean,
                         plan,
                         now_ms=now,
                         map_budget_bytes=cleaner.map_budget_bytes,

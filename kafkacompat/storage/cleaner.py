@@ -716,9 +716,23 @@ def clean(
     producer_last_offsets: Mapping[int, int] | None = None,
     cancelled: threading.Event | None = None,
 ) -> CleanResult:
-    """One round over a planned log; runs in a worker thread on the plan's descriptors and
+    """One round over a planned log; runs in a worker thread on the plan's descriptors, closes
+    them itself when done (the caller may stop waiting at shutdown while it still reads), and
     touches nothing the event loop uses. ``producer_last_offsets`` maps each active producer id
     to the last offset of its last batch (None: keep every emptied idempotent batch's header)."""
+    try:
+        return _clean(plan, now_ms, map_budget_bytes, producer_last_offsets, cancelled)
+    finally:
+        plan.close_files()
+
+
+def _clean(
+    plan: LogToClean,
+    now_ms: int,
+    map_budget_bytes: int,
+    producer_last_offsets: Mapping[int, int] | None,
+    cancelled: threading.Event | None,
+) -> CleanResult:
     settings: CleanerSettings = plan.log.settings  # type: ignore[assignment]
     stats = CleanerStats()
     offset_map = build_offset_map(plan, map_budget_bytes, cancelled)
@@ -753,28 +767,6 @@ def clean(
             target.discard()
         raise
     return CleanResult(plan.log, end_offset, cleaned, stats)
-
-
-def clean_and_close(
-    plan: LogToClean,
-    *,
-    now_ms: int,
-    map_budget_bytes: int,
-    producer_last_offsets: Mapping[int, int] | None = None,
-    cancelled: threading.Event | None = None,
-) -> CleanResult:
-    """:func:`clean`, then close the plan's descriptors, on the worker thread itself: the
-    caller may stop waiting (shutdown) while the round still reads them."""
-    try:
-        return clean(
-            plan,
-            now_ms=now_ms,
-            map_budget_bytes=map_budget_bytes,
-            producer_last_offsets=producer_last_offsets,
-            cancelled=cancelled,
-        )
-    finally:
-        plan.close_files()
 
 
 def swap_file_next_offset(path: str) -> int | None:
@@ -897,7 +889,6 @@ __all__ = [
     "OffsetMap",
     "build_offset_map",
     "clean",
-    "clean_and_close",
     "cleanable_range",
     "group_segments_by_size",
     "iter_file_batches",

@@ -30,7 +30,7 @@ import crc32c
 from kafkacompat.records.batch import ATTRIBUTES_OFFSET
 from kafkacompat.records.builder import RecordBatchBuilder
 from kafkacompat.records.compression import CompressionType
-from kafkacompat.storage.cleaner import clean_and_close, cleanable_range, iter_file_batches
+from kafkacompat.storage.cleaner import clean, cleanable_range, iter_file_batches
 from kafkacompat.storage.config import LogConfig
 from kafkacompat.storage.log import Log
 
@@ -73,7 +73,7 @@ def one_round(directory: Path, config: LogConfig) -> dict[str, float]:
     plan = cleanable_range(log, None, NOW)
     assert plan is not None and plan.should_clean()
     plan.open_files()
-    result = clean_and_close(plan, now_ms=NOW, map_budget_bytes=128 << 20)
+    result = clean(plan, now_ms=NOW, map_budget_bytes=128 << 20)
     for cleaned in result.cleaned:
         assert log.replace_segments(cleaned, NOW)
     seconds = time.perf_counter() - started

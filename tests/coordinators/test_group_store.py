@@ -31,7 +31,7 @@ from kafkacompat.protocol.internal_topics.group_metadata_value import (
 from kafkacompat.records import ControlRecordType, RecordBatchBuilder
 from kafkacompat.records.control import build_end_transaction_marker_batch
 from kafkacompat.storage.base import ReadResult
-from kafkacompat.storage.cleaner import LogCleanerManager, clean_and_close, cleanable_range
+from kafkacompat.storage.cleaner import LogCleanerManager, clean, cleanable_range
 from kafkacompat.storage.manager import Engine, LogManager
 from tests.coordinators.test_group_coordinator import Harness, subscription
 
@@ -301,7 +301,7 @@ def _compact_all(manager: LogManager, data_dir: Path, now: int) -> int:
     while (picked := cleaner.grab_filthiest(manager.logs(), now)) is not None:
         tp, plan = picked
         plan.open_files()
-        result = clean_and_close(plan, now_ms=now, map_budget_bytes=cleaner.map_budget_bytes)
+        result = clean(plan, now_ms=now, map_budget_bytes=cleaner.map_budget_bytes)
         assert cleaner.swap_in(tp, result, now, {key for key, _ in manager.logs()})
         rounds += 1
     return rounds
@@ -333,7 +333,7 @@ def test_compaction_keeps_every_offset_and_forgets_deleted_groups(tmp_path: Path
     plan = cleanable_range(partition_log, None, later)  # type: ignore[arg-type]
     assert plan is not None
     plan.open_files()
-    result = clean_and_close(plan, now_ms=later, map_budget_bytes=1 << 20)
+    result = clean(plan, now_ms=later, map_budget_bytes=1 << 20)
     assert result.stats.tombstones_removed >= 1
     for cleaned in result.cleaned:
         assert partition_log.replace_segments(cleaned, later)  # type: ignore[attr-defined]

@@ -38,7 +38,6 @@ from kafkacompat.storage.cleaner import (
     LogCleanerManager,
     SegmentSnapshot,
     clean,
-    clean_and_close,
     cleanable_range,
     group_segments_by_size,
 )
@@ -162,16 +161,10 @@ def clean_only(
 ) -> CleanResult:
     plan = cleanable_range(log, first_dirty, now_ms)
     assert plan is not None
-    plan.open_files()
-    try:
-        return clean(
-            plan,
-            now_ms=now_ms,
-            map_budget_bytes=budget,
-            producer_last_offsets=producer_last_offsets,
-        )
-    finally:
-        plan.close_files()
+    plan.open_files()  # clean() closes them
+    return clean(
+        plan, now_ms=now_ms, map_budget_bytes=budget, producer_last_offsets=producer_last_offsets
+    )
 
 
 def run_round(
@@ -851,7 +844,7 @@ def test_the_filthiest_compacted_log_is_cleaned_first(make_log: MakeLog, tmp_pat
         tp, plan = grabbed
         picked.append((tp, plan.first_dirty_offset, plan.dirty_ratio))
         plan.open_files()
-        result = clean_and_close(plan, now_ms=LATER, map_budget_bytes=manager.map_budget_bytes)
+        result = clean(plan, now_ms=LATER, map_budget_bytes=manager.map_budget_bytes)
         assert manager.swap_in(tp, result, LATER, live)
         assert len(picked) <= 2  # a log picked again after its round would loop forever
 
@@ -875,7 +868,7 @@ def test_swap_in_writes_the_checkpoint_a_new_manager_resumes_from(
     assert grabbed is not None
     plan = grabbed[1]
     plan.open_files()
-    result = clean_and_close(plan, now_ms=LATER, map_budget_bytes=manager.map_budget_bytes)
+    result = clean(plan, now_ms=LATER, map_budget_bytes=manager.map_budget_bytes)
 
     assert manager.swap_in(tp, result, LATER, {tp})
 
@@ -900,7 +893,7 @@ def test_a_checkpoint_of_a_deleted_topic_is_not_used_for_its_successor(
     grabbed = manager.grab_filthiest([(tp, old)], LATER)
     assert grabbed is not None
     grabbed[1].open_files()
-    result = clean_and_close(grabbed[1], now_ms=LATER, map_budget_bytes=BIG_MAP)
+    result = clean(grabbed[1], now_ms=LATER, map_budget_bytes=BIG_MAP)
     assert manager.swap_in(tp, result, LATER, {tp})
     old.close()
     shutil.rmtree(old.directory)
@@ -955,7 +948,7 @@ def test_a_cancelled_round_leaves_nothing_behind(make_log: MakeLog, when: str) -
     plan.open_files()
 
     with pytest.raises(CleaningAborted):
-        clean_and_close(plan, now_ms=LATER, map_budget_bytes=BIG_MAP, cancelled=cancelled)
+        clean(plan, now_ms=LATER, map_budget_bytes=BIG_MAP, cancelled=cancelled)
 
     if isinstance(cancelled, CancelAfter):
         # The abort came with a finished group and one being written on disk.
