@@ -355,7 +355,7 @@ class Broker:
             if picked is None:
                 break
             tp, plan = picked
-            producers = self._producer_last_offsets(tp, plan.log)
+            producers = self._producer_last_offsets(tp)
             plan.open_files()
             try:
                 result = await loop.run_in_executor(
@@ -392,17 +392,15 @@ class Broker:
             await asyncio.sleep(0)
         return rounds
 
-    def _producer_last_offsets(self, tp: TopicPartition, partition_log: object) -> dict[int, int]:
+    def _producer_last_offsets(self, tp: TopicPartition) -> dict[int, int] | None:
         """Each active producer's last batch offset in the partition: its batch must keep at
-        least a header through compaction (see kafkacompat.storage.cleaner)."""
-        directory = getattr(partition_log, "directory", None)
-        state = self.producer_states.get(
-            tp[0],
-            tp[1],
-            partition_log,  # type: ignore[arg-type]
-            None if directory is None else Path(directory),
-            self.now_ms(),
-        )
+        least a header through compaction (see kafkacompat.storage.cleaner). None when no
+        produce has loaded the partition's state since start: loading it here would read the
+        log on the event loop, and the cleaner then keeps every emptied idempotent batch's
+        header, which is never wrong, only a little larger."""
+        state = self.producer_states.loaded(*tp)
+        if state is None:
+            return None
         return {
             producer_id: entry.batches[-1].last_offset
             for producer_id, entry in state.active_producers.items()

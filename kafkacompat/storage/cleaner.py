@@ -48,7 +48,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Final, NamedTuple, Protocol, cast
 
 import crc32c
 
@@ -162,7 +162,7 @@ class LogToClean:
     def should_clean(self) -> bool:
         if self.cleanable_bytes <= 0:
             return False
-        ratio = self.log.settings.min_cleanable_dirty_ratio  # type: ignore[attr-defined]
+        ratio = _settings(self.log).min_cleanable_dirty_ratio
         return self.forced or self.dirty_ratio > ratio
 
     def open_files(self) -> None:
@@ -182,12 +182,17 @@ class LogToClean:
                 snapshot.fd = None
 
 
+def _settings(log: Log) -> CleanerSettings:
+    """A compacted log's settings (a LogConfig) seen as the configs compaction reads."""
+    return cast(CleanerSettings, log.settings)
+
+
 def cleanable_range(log: Log, first_dirty_offset: int | None, now_ms: int) -> LogToClean | None:
     """The log's cleanable range, or None when it is not compacted or has one segment
     (Kafka's ``LogCleanerManager.cleanableOffsets`` and ``calculateCleanableBytes``)."""
-    settings = log.settings
-    if not getattr(settings, "compact", False):
+    if not getattr(log.settings, "compact", False):
         return None
+    settings = _settings(log)
     segments = log.segments
     if len(segments) < 2:
         return None
@@ -196,7 +201,7 @@ def cleanable_range(log: Log, first_dirty_offset: int | None, now_ms: int) -> Lo
         first_dirty_offset = start
     active_base = segments[-1].base_offset
     first_uncleanable = min(active_base, log.recovery_point, log.high_watermark)
-    lag = settings.min_compaction_lag_ms  # type: ignore[attr-defined]
+    lag = settings.min_compaction_lag_ms
     inactive = segments[:-1]
     if lag > 0:
         for segment in inactive:
@@ -210,7 +215,7 @@ def cleanable_range(log: Log, first_dirty_offset: int | None, now_ms: int) -> Lo
     snapshots: list[SegmentSnapshot] = []
     clean_bytes = cleanable_bytes = 0
     forced = False
-    max_lag = settings.max_compaction_lag_ms  # type: ignore[attr-defined]
+    max_lag = settings.max_compaction_lag_ms
     for segment in inactive:
         if segment.base_offset >= first_uncleanable:
             break
@@ -733,7 +738,7 @@ def _clean(
     producer_last_offsets: Mapping[int, int] | None,
     cancelled: threading.Event | None,
 ) -> CleanResult:
-    settings: CleanerSettings = plan.log.settings  # type: ignore[assignment]
+    settings = _settings(plan.log)
     stats = CleanerStats()
     offset_map = build_offset_map(plan, map_budget_bytes, cancelled)
     stats.map_keys = len(offset_map.latest)
