@@ -21,6 +21,7 @@ from kafkacompat.config import BrokerConfig
 from kafkacompat.coordinators.group_timers import TimerQueue
 from kafkacompat.coordinators.producer_ids import ProducerIdManager
 from kafkacompat.coordinators.producer_state import ProducerStateRegistry
+from kafkacompat.security.authorizer import AllowAllAuthorizer, Authorizer
 from kafkacompat.storage.manager import Engine, LogManager
 
 if TYPE_CHECKING:
@@ -165,6 +166,7 @@ class Broker:
         # Rolled segments are fsynced by flush_due, off the event loop, as Kafka's roll does.
         self.logs.deferred_roll_flush = True
         self.append_waiters = AppendWaiters()
+        self.authorizer: Authorizer = AllowAllAuthorizer()
         self.producer_ids = ProducerIdManager(self.data_dir if engine == "disk" else None)
         self.producer_states = ProducerStateRegistry(
             producer_id_expiration_ms=config.get("producer.id.expiration.ms")

@@ -59,6 +59,7 @@ from kafkacompat.protocol.framing import (
 from kafkacompat.protocol.message import Message
 from kafkacompat.protocol.primitives import DecodeError
 from kafkacompat.protocol.supported import SUPPORTED_VERSIONS
+from kafkacompat.security.session import Session
 from kafkacompat.storage.files import DYNAMIC_BROKER_CONFIGS
 
 log = logging.getLogger("kafkacompat.server")
@@ -115,6 +116,7 @@ class Connection(asyncio.BufferedProtocol):
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.client_host = ""
+        self.session = Session()
         self._scratch = bytearray(_SCRATCH_SIZE)
         self._scratch_view = memoryview(self._scratch)
         self._scratch_end = 0
@@ -140,6 +142,8 @@ class Connection(asyncio.BufferedProtocol):
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.client_host = str(peer[0])
+            self.session.client_host = self.client_host
+            self.session.client_port = int(peer[1])
             self.peer = f"{peer[0]}:{peer[1]}"
         self.server.connections.add(self)
         log.debug("connection from %s opened", self.peer)
@@ -321,7 +325,7 @@ class Connection(asyncio.BufferedProtocol):
             )
             self.close()
             return
-        ctx = RequestContext(header, self.broker, self.client_host)
+        ctx = RequestContext(header, self.broker, self.session)
         self.in_flight = api_key
         try:
             body = await HANDLERS[api_key](ctx, request)

@@ -38,6 +38,10 @@ async def handle(ctx: RequestContext, request: ApiVersionsRequest) -> ApiVersion
         and _SOFTWARE_PATTERN.fullmatch(request.client_software_version)
     ):
         return ApiVersionsResponse(error_code=ErrorCode.INVALID_REQUEST)
+    if ctx.api_version >= 3:
+        # KIP-511: the connection's client software, kept for its lifetime.
+        ctx.session.client_software_name = request.client_software_name
+        ctx.session.client_software_version = request.client_software_version
     return ApiVersionsResponse(error_code=ErrorCode.NONE, api_keys=supported_api_versions())
 
 

@@ -16,6 +16,7 @@ from kafkacompat.handlers.context import RequestContext
 from kafkacompat.protocol import request_class, response_class
 from kafkacompat.protocol.message import Message
 from kafkacompat.protocol.messages.request_header import RequestHeader
+from kafkacompat.security.session import Session
 from kafkacompat.storage.manager import Engine
 
 _correlation = itertools.count(1)
@@ -42,7 +43,7 @@ def context(broker: Broker, api_key: int, version: int, client_id: str = "tests"
         correlation_id=next(_correlation),
         client_id=client_id,
     )
-    return RequestContext(header, broker, "127.0.0.1")
+    return RequestContext(header, broker, Session(client_host="127.0.0.1"))
 
 
 def call(broker: Broker, request: Message, version: int) -> Any:

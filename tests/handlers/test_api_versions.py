@@ -58,3 +58,13 @@ def test_too_new_version_gets_a_v0_answer_a_client_can_read() -> None:
     assert [(k.api_key, k.min_version, k.max_version) for k in body.api_keys] == [  # type: ignore[attr-defined]
         (18, *SUPPORTED_VERSIONS[18])
     ]
+
+
+def test_v3_names_the_client_software_in_the_session() -> None:
+    ctx = _ctx(3)
+    assert ctx.session.client_software_name == "unknown"
+    asyncio.run(api_versions.handle(ctx, ApiVersionsRequest("librdkafka", "2.16.0")))
+    assert (ctx.session.client_software_name, ctx.session.client_software_version) == (
+        "librdkafka",
+        "2.16.0",
+    )
