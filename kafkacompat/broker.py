@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING
 from kafkacompat.config import BrokerConfig
 from kafkacompat.coordinators.group_timers import TimerQueue
 from kafkacompat.coordinators.producer_ids import ProducerIdManager
-from kafkacompat.coordinators.producer_state import ProducerStateRegistry
 from kafkacompat.security.authorizer import AllowAllAuthorizer, Authorizer
 from kafkacompat.storage.manager import Engine, LogManager
+from kafkacompat.storage.producer_state import ProducerStateRegistry
 
 if TYPE_CHECKING:
     from kafkacompat.coordinators.group_coordinator import GroupCoordinator

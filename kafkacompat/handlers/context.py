@@ -10,7 +10,7 @@ from typing import Any
 from kafkacompat.broker import Broker
 from kafkacompat.protocol.message import Message
 from kafkacompat.protocol.messages.request_header import RequestHeader
-from kafkacompat.security.authorizer import Action, AclOperation, ResourceType
+from kafkacompat.security.authorizer import AclOperation, Action, ResourceType
 from kafkacompat.security.session import Session
 
 

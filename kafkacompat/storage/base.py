@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from kafkacompat.errors import ErrorCode, KafkaProtocolError
+
+if TYPE_CHECKING:
+    from kafkacompat.storage.log_validator import ValidatedRecords
 
 NO_TIMESTAMP = -1
 DELETED_SUFFIX: Final = ".deleted"
@@ -105,8 +108,16 @@ class PartitionLog(Protocol):
     def append(
         self, records: bytearray | memoryview, *, leader_epoch: int, now_ms: int
     ) -> AppendInfo:
-        """Validates and appends a producer's records blob (one or more RecordBatch v2),
-        assigning offsets from the LEO and stamping the leader epoch in place."""
+        """Validates (:func:`kafkacompat.storage.log_validator.validate_records`) and appends
+        a records blob (one or more RecordBatch v2), assigning offsets from the LEO and
+        stamping the leader epoch in place."""
+        ...
+
+    def append_validated(
+        self, validated: ValidatedRecords, *, leader_epoch: int, now_ms: int
+    ) -> AppendInfo:
+        """Appends records the validator passed (the leader's path, :class:`UnifiedLog`):
+        no check is repeated."""
         ...
 
     def read(self, offset: int, max_bytes: int) -> ReadResult:

@@ -49,19 +49,15 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Protocol
 
-from kafkacompat.errors import ErrorCode
 from kafkacompat.records.batch import (
     FIELD_BATCH_LENGTH,
     FIELD_LAST_OFFSET_DELTA,
     FIELD_MAX_TIMESTAMP,
-    FIELD_RECORDS_COUNT,
     LOG_OVERHEAD,
     OFFSET_LENGTH_EPOCH,
     RecordBatch,
     TimestampType,
-    check_client_batches,
 )
-from kafkacompat.records.errors import InvalidRecordError, RecordTooLargeError
 from kafkacompat.storage import files
 from kafkacompat.storage.base import (
     AppendInfo,
@@ -72,6 +68,7 @@ from kafkacompat.storage.base import (
 )
 from kafkacompat.storage.epoch import LeaderEpochCache
 from kafkacompat.storage.index import CorruptIndexError
+from kafkacompat.storage.log_validator import ValidatedRecords, validate_records
 from kafkacompat.storage.segment import (
     INDEX_SUFFIX,
     LOG_SUFFIX,
@@ -119,6 +116,16 @@ class LogSettings(Protocol):
     def max_message_bytes(self) -> int: ...
     @property
     def file_delete_delay_ms(self) -> int: ...
+    @property
+    def message_timestamp_before_max_ms(self) -> int: ...
+    @property
+    def message_timestamp_after_max_ms(self) -> int: ...
+    @property
+    def message_timestamp_difference_max_ms(self) -> int: ...
+    @property
+    def compression_type(self) -> str: ...
+    @property
+    def compact(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,12 +143,13 @@ class DefaultLogSettings:
     flush_ms: int | None = None
     max_message_bytes: int = 1_048_588
     file_delete_delay_ms: int = 60_000
-
-
-class RecordBatchTooLargeError(InvalidRecordError):
-    """A produce blob larger than a whole segment (Kafka's RecordBatchTooLargeException)."""
-
-    error_code = ErrorCode.RECORD_LIST_TOO_LARGE
+    # Unbounded here (Kafka 4.0 bounds ``after`` by an hour): a bare Log in a test appends
+    # whatever timestamps it is given.
+    message_timestamp_before_max_ms: int = 2**63 - 1
+    message_timestamp_after_max_ms: int = 2**63 - 1
+    message_timestamp_difference_max_ms: int = 2**63 - 1
+    compression_type: str = "producer"
+    compact: bool = False
 
 
 @dataclass(slots=True)
@@ -415,35 +423,20 @@ class Log:
     def append(
         self, records: bytearray | memoryview, *, leader_epoch: int, now_ms: int
     ) -> AppendInfo:
-        view = memoryview(records)
-        if view.readonly:
-            view = memoryview(bytearray(view))  # stamps happen in place
-        settings = self.settings
-        # Validate everything before stamping anything: a blob is appended whole or not at all.
-        # Each header is unpacked once here and its fields reused below.
-        batches = check_client_batches(view)
-        if not batches:
-            # Kafka never lets an empty records field reach its log: for Produce v3+ (all that
-            # carry RecordBatch v2) ProduceRequest.validateRecords refuses it with
-            # InvalidRecordException, "must have at least one record batch per partition", a
-            # partition-level INVALID_RECORD. (UnifiedLog.append would merely return without
-            # appending, since validBytes <= 0, but no produce gets that far.)
-            raise InvalidRecordError("produce records hold no record batch for this partition")
-        max_message_bytes = settings.max_message_bytes
-        message_count = 0
-        for _, fields in batches:
-            batch_size = fields[FIELD_BATCH_LENGTH] + LOG_OVERHEAD
-            if batch_size > max_message_bytes:
-                raise RecordTooLargeError(
-                    f"batch of {batch_size} bytes exceeds max.message.bytes {max_message_bytes}"
-                )
-            message_count += fields[FIELD_RECORDS_COUNT]
-        size = len(view)
-        if size > settings.segment_bytes:
-            raise RecordBatchTooLargeError(
-                f"{size} bytes of records exceed segment.bytes {settings.segment_bytes}"
-            )
+        """Validate (the one LogValidator, as for records that are not a client's) and
+        append: the broker's own writes and tests; clients' go through ``UnifiedLog``."""
+        return self.append_validated(
+            validate_records(records, self.settings, now_ms, from_client=False),
+            leader_epoch=leader_epoch,
+            now_ms=now_ms,
+        )
 
+    def append_validated(
+        self, validated: ValidatedRecords, *, leader_epoch: int, now_ms: int
+    ) -> AppendInfo:
+        view, batches, message_count = validated.records, validated.batches, validated.message_count
+        size = len(view)
+        settings = self.settings
         segment = self._segments[-1]
         base_offset = segment.next_offset
         log_append_time = now_ms if settings.message_timestamp_type == LOG_APPEND_TIME else -1
@@ -832,5 +825,4 @@ __all__ = [
     "DefaultLogSettings",
     "Log",
     "LogSettings",
-    "RecordBatchTooLargeError",
 ]

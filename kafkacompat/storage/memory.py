@@ -5,20 +5,22 @@ each with its base offset in a parallel list so reads bisect. Retention treats e
 a segment of its own: Kafka deletes whole segments only, and a batch is the smallest unit
 that still keeps reads batch-aligned.
 
-Append validation is Kafka's ``LogValidator`` for v2 batches on the leader, minus
-recompression: frame and CRC, the client-batch rules, ``max.message.bytes`` per batch, and
-the timestamp bounds when ``message.timestamp.type=CreateTime``. Everything is checked before
-anything is stamped, so a refused append leaves the log and the caller's buffer unchanged.
+Append validation is the one :mod:`kafkacompat.storage.log_validator`, as for the disk log.
+Everything is checked before anything is stamped, so a refused append leaves the log and the
+caller's buffer unchanged.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
-from kafkacompat.errors import ErrorCode, KafkaProtocolError
-from kafkacompat.records.batch import RecordBatch, TimestampType, iter_batches
-from kafkacompat.records.errors import InvalidRecordError, RecordTooLargeError
+from kafkacompat.records.batch import (
+    FIELD_BATCH_LENGTH,
+    LOG_OVERHEAD,
+    RecordBatch,
+    TimestampType,
+)
 from kafkacompat.storage.base import (
     NO_TIMESTAMP,
     AppendInfo,
@@ -26,89 +28,34 @@ from kafkacompat.storage.base import (
     ReadResult,
     TimestampOffset,
 )
-from kafkacompat.storage.config import LONG_MAX, LogConfig
+from kafkacompat.storage.config import LogConfig
 from kafkacompat.storage.epoch import LeaderEpochCache
-
-
-class InvalidTimestampError(KafkaProtocolError):
-    """A CreateTime record outside message.timestamp.before/after.max.ms of the broker's clock."""
-
-    error_code = ErrorCode.INVALID_TIMESTAMP
-
-
-def _timestamp_bounds(config: LogConfig) -> tuple[int, int] | None:
-    """(before, after) allowances in ms, or None when neither is limited."""
-    before = min(config.message_timestamp_before_max_ms, config.message_timestamp_difference_max_ms)
-    after = min(config.message_timestamp_after_max_ms, config.message_timestamp_difference_max_ms)
-    if before == LONG_MAX and after == LONG_MAX:
-        return None
-    return before, after
-
-
-def _check_timestamps(batch: RecordBatch, config: LogConfig, now_ms: int) -> None:
-    """KIP-937's bounds, checked on the header: the max timestamp against ``after`` and the base
-    timestamp (the first record's, which every client builder sets to the smallest) against
-    ``before``. Kafka checks each record; decoding every batch for that would put per-record
-    Python work on every produce, since Kafka 4.0's one-hour ``after`` default is always on."""
-    bounds = _timestamp_bounds(config)
-    if bounds is None:
-        return
-    before, after = bounds
-    if batch.max_timestamp == NO_TIMESTAMP:
-        return  # Kafka exempts records without a timestamp (-1) from both bounds
-    if batch.max_timestamp - now_ms > after:
-        raise InvalidTimestampError(
-            f"timestamp {batch.max_timestamp} is more than {after} ms after the broker time "
-            f"{now_ms} (message.timestamp.after.max.ms)"
-        )
-    oldest = min(batch.base_timestamp, batch.max_timestamp)
-    if oldest != NO_TIMESTAMP and now_ms - oldest > before:
-        raise InvalidTimestampError(
-            f"timestamp {oldest} is more than {before} ms before the broker time "
-            f"{now_ms} (message.timestamp.before.max.ms)"
-        )
-
-
-def validate_client_batches(
-    records: bytearray | memoryview, config: LogConfig, now_ms: int
-) -> list[RecordBatch]:
-    """Every check Kafka makes on a leader append, before anything is stamped."""
-    batches = list(iter_batches(records))
-    if not batches:
-        # Kafka's ProduceRequest.validateRecords: INVALID_RECORD, as the disk log answers.
-        raise InvalidRecordError("no record batches to append")
-    for batch in batches:
-        batch.ensure_valid_from_client()
-        if batch.size_in_bytes > config.max_message_bytes:
-            raise RecordTooLargeError(
-                f"batch of {batch.size_in_bytes} bytes exceeds max.message.bytes "
-                f"{config.max_message_bytes}"
-            )
-        if not config.log_append_time:
-            _check_timestamps(batch, config, now_ms)
-    return batches
+from kafkacompat.storage.log_validator import ValidatedRecords, validate_records
 
 
 def stamp_batches(
-    batches: Sequence[RecordBatch],
+    validated: ValidatedRecords,
     *,
     log_end_offset: int,
     leader_epoch: int,
-    config: LogConfig,
-    now_ms: int,
-) -> tuple[int, int]:
+    log_append_time: int,
+) -> tuple[list[RecordBatch], int, int]:
     """Assign offsets from the LEO and stamp the leader epoch (and LogAppendTime); returns
-    (next offset, max timestamp)."""
+    (the batches, next offset, max timestamp)."""
     next_offset = log_end_offset
     max_timestamp = NO_TIMESTAMP
-    for batch in batches:
+    batches: list[RecordBatch] = []
+    view = validated.records
+    for position, fields in validated.batches:
+        batch = RecordBatch(view[position : position + fields[FIELD_BATCH_LENGTH] + LOG_OVERHEAD])
         batch.set_base_offset(next_offset)
         batch.set_partition_leader_epoch(leader_epoch)
-        if config.log_append_time:
-            batch.set_max_timestamp(TimestampType.LOG_APPEND_TIME, now_ms)
+        if log_append_time != NO_TIMESTAMP:
+            batch.set_max_timestamp(TimestampType.LOG_APPEND_TIME, log_append_time)
         max_timestamp = max(max_timestamp, batch.max_timestamp)
         next_offset = batch.next_offset
-    return next_offset, max_timestamp
+        batches.append(batch)
+    return batches, next_offset, max_timestamp
 
 
 class MemoryLog:
@@ -156,14 +103,22 @@ class MemoryLog:
     def append(
         self, records: bytearray | memoryview, *, leader_epoch: int, now_ms: int
     ) -> AppendInfo:
-        batches = validate_client_batches(records, self.config, now_ms)
+        return self.append_validated(
+            validate_records(records, self.config, now_ms, from_client=False),
+            leader_epoch=leader_epoch,
+            now_ms=now_ms,
+        )
+
+    def append_validated(
+        self, validated: ValidatedRecords, *, leader_epoch: int, now_ms: int
+    ) -> AppendInfo:
         base_offset = self._log_end_offset
-        next_offset, max_timestamp = stamp_batches(
-            batches,
+        log_append_time = now_ms if self.config.log_append_time else NO_TIMESTAMP
+        batches, next_offset, max_timestamp = stamp_batches(
+            validated,
             log_end_offset=base_offset,
             leader_epoch=leader_epoch,
-            config=self.config,
-            now_ms=now_ms,
+            log_append_time=log_append_time,
         )
         if leader_epoch > self._epochs.latest_epoch:
             self._epochs.assign(leader_epoch, base_offset)
@@ -177,7 +132,7 @@ class MemoryLog:
             base_offset=base_offset,
             last_offset=next_offset - 1,
             max_timestamp=max_timestamp,
-            log_append_time=now_ms if self.config.log_append_time else NO_TIMESTAMP,
+            log_append_time=log_append_time,
             log_start_offset=self._log_start_offset,
         )
 

@@ -1,7 +1,8 @@
 """NullLog: acknowledges appends and keeps nothing, so benchmarks measure the protocol layer alone.
 
-It reads only what it needs to count records, each batch's length and lastOffsetDelta, so
-offsets advance exactly as on a real log; no CRC, no record validation, no storage. Fetches
+Behind a partition the broker's validator still checks every batch (frames, CRC, sizes), so
+the null engine measures everything but the storage; its own :meth:`NullLog.append` reads only
+each batch's length and lastOffsetDelta, so offsets advance exactly as on a real log. Fetches
 return no records at any valid offset.
 """
 
@@ -11,6 +12,7 @@ import struct
 from typing import Final
 
 from kafkacompat.records.batch import (
+    FIELD_LAST_OFFSET_DELTA,
     LAST_OFFSET_DELTA_OFFSET,
     LENGTH_OFFSET,
     LOG_OVERHEAD,
@@ -26,6 +28,7 @@ from kafkacompat.storage.base import (
 )
 from kafkacompat.storage.config import LogConfig
 from kafkacompat.storage.epoch import LeaderEpochCache
+from kafkacompat.storage.log_validator import ValidatedRecords
 
 _I32: Final = struct.Struct(">i")
 
@@ -76,6 +79,23 @@ class NullLog:
             position += size
         if count == 0:
             raise InvalidRecordError("no record batches to append")
+        base_offset = self._log_end_offset
+        self._log_end_offset += count
+        if leader_epoch > self._epochs.latest_epoch:
+            self._epochs.assign(leader_epoch, base_offset)
+        log_append_time = now_ms if self.config.log_append_time else NO_TIMESTAMP
+        return AppendInfo(
+            base_offset=base_offset,
+            last_offset=self._log_end_offset - 1,
+            max_timestamp=log_append_time,
+            log_append_time=log_append_time,
+            log_start_offset=self._log_start_offset,
+        )
+
+    def append_validated(
+        self, validated: ValidatedRecords, *, leader_epoch: int, now_ms: int
+    ) -> AppendInfo:
+        count = sum(fields[FIELD_LAST_OFFSET_DELTA] + 1 for _, fields in validated.batches)
         base_offset = self._log_end_offset
         self._log_end_offset += count
         if leader_epoch > self._epochs.latest_epoch:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from kafkacompat.coordinators.producer_entry import BatchMetadata
-from kafkacompat.coordinators.producer_state import ProducerStateManager
 from kafkacompat.records import RecordBatch, RecordBatchBuilder
 from kafkacompat.records.batch import NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE
 from kafkacompat.storage.base import PartitionLog
+from kafkacompat.storage.producer_entry import BatchMetadata
+from kafkacompat.storage.producer_state import ProducerStateManager
 
 
 def batch_bytes(

@@ -78,15 +78,6 @@ def test_max_message_bytes() -> None:
     assert info.value.error_code == ErrorCode.MESSAGE_TOO_LARGE
 
 
-def test_timestamp_bounds() -> None:
-    log = MemoryLog(LogConfig.from_props({"message.timestamp.before.max.ms": "1000"}))
-    log.append(batch(NOW - 1000), leader_epoch=0, now_ms=NOW)
-    for timestamps in [(NOW - 1001,), (NOW + 3_600_001,)]:
-        with pytest.raises(KafkaProtocolError) as info:
-            log.append(batch(*timestamps), leader_epoch=0, now_ms=NOW)
-        assert info.value.error_code == ErrorCode.INVALID_TIMESTAMP
-
-
 def test_read_kip74_and_batch_alignment() -> None:
     log = MemoryLog()
     sizes = []

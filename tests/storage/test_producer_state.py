@@ -6,17 +6,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kafkacompat.coordinators.producer_entry import (
-    MAX_SEQUENCE,
-    decrement_sequence,
-    in_sequence,
-    increment_sequence,
-)
-from kafkacompat.coordinators.producer_state import (
-    InvalidProducerEpochError,
-    OutOfOrderSequenceError,
-    ProducerStateManager,
-)
 from kafkacompat.errors import ErrorCode
 from kafkacompat.records import (
     ControlRecordType,
@@ -26,6 +15,17 @@ from kafkacompat.records import (
     build_end_transaction_marker_batch,
 )
 from kafkacompat.storage.memory import MemoryLog
+from kafkacompat.storage.producer_entry import (
+    MAX_SEQUENCE,
+    decrement_sequence,
+    in_sequence,
+    increment_sequence,
+)
+from kafkacompat.storage.producer_state import (
+    InvalidProducerEpochError,
+    OutOfOrderSequenceError,
+    ProducerStateManager,
+)
 from tests.coordinators.helpers import batch, batch_bytes, entry_batches, produce
 
 PID = 42

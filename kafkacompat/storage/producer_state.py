@@ -47,7 +47,7 @@ are kept. Loading happens on first use of a partition, so broker start-up does n
    replays a follower's fetches (``AppendOrigin.REPLICATION``);
 4. producers idle longer than ``producer.id.expiration.ms`` are dropped.
 
-The snapshot file format is described in :mod:`kafkacompat.coordinators.producer_snapshot`.
+The snapshot file format is described in :mod:`kafkacompat.storage.producer_snapshot`.
 
 *Expiry.* ``producer.id.expiration.ms`` (Kafka's default 86400000) after a producer's last
 timestamp, :meth:`ProducerStateManager.remove_expired_producers` forgets it. As in Kafka the
@@ -68,25 +68,37 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Final, NamedTuple
 
-from kafkacompat.coordinators.producer_entry import (
+from kafkacompat.errors import ErrorCode, KafkaProtocolError
+from kafkacompat.records.batch import (
+    FIELD_BASE_SEQUENCE,
+    FIELD_LAST_OFFSET_DELTA,
+    FIELD_MAX_TIMESTAMP,
+    FIELD_PRODUCER_EPOCH,
+    FIELD_PRODUCER_ID,
+    NO_PRODUCER_EPOCH,
+    NO_PRODUCER_ID,
+    HeaderFields,
+    RecordBatch,
+    iter_batches,
+)
+from kafkacompat.records.compression import BytesLike
+from kafkacompat.storage.base import FileRegion, PartitionLog
+from kafkacompat.storage.files import TopicPartition, atomic_write, fsync_dir
+from kafkacompat.storage.producer_entry import (
     NO_TIMESTAMP,
     BatchMetadata,
     ProducerStateEntry,
     in_sequence,
+    increment_sequence,
     last_sequence_of,
 )
-from kafkacompat.coordinators.producer_snapshot import (
+from kafkacompat.storage.producer_snapshot import (
     CorruptSnapshotError,
     decode_snapshot,
     encode_snapshot,
     list_snapshots,
     snapshot_path,
 )
-from kafkacompat.errors import ErrorCode, KafkaProtocolError
-from kafkacompat.records.batch import NO_PRODUCER_EPOCH, RecordBatch, iter_batches
-from kafkacompat.records.compression import BytesLike
-from kafkacompat.storage.base import FileRegion, PartitionLog
-from kafkacompat.storage.files import TopicPartition, atomic_write, fsync_dir
 
 DEFAULT_PRODUCER_ID_EXPIRATION_MS: Final = 86_400_000
 MAX_SNAPSHOTS: Final = 2
@@ -266,18 +278,30 @@ class ProducerStateManager:
             if isinstance(records, bytes | bytearray | memoryview)
             else records
         )
-        infos: dict[int, ProducerAppendInfo] = {}
-        pending: list[_PendingBatch] = []
-        relative_offset = 0
+        headers: list[HeaderFields] = []
         for batch in batches:
             # Kafka's LogValidator runs before the producer checks: INVALID_RECORD (a missing
             # sequence, a control batch from a client) wins over a sequence error.
             batch.ensure_valid_from_client()
-            if batch.has_producer_id:
-                producer_id = batch.producer_id
+            headers.append(batch.header_fields())
+        return self.analyze(headers)
+
+    def analyze(self, batches: Iterable[HeaderFields]) -> ProducerAppendPlan:
+        """:meth:`prepare_append` on the headers of batches the log's validator already
+        checked (Kafka's ``UnifiedLog.analyzeAndValidateProducerState``): no second CRC pass."""
+        infos: dict[int, ProducerAppendInfo] = {}
+        pending: list[_PendingBatch] = []
+        relative_offset = 0
+        for fields in batches:
+            producer_id = fields[FIELD_PRODUCER_ID]
+            last_offset_delta = fields[FIELD_LAST_OFFSET_DELTA]
+            if producer_id != NO_PRODUCER_ID:
+                producer_epoch = fields[FIELD_PRODUCER_EPOCH]
+                first_seq = fields[FIELD_BASE_SEQUENCE]
+                last_seq = increment_sequence(first_seq, last_offset_delta)
                 current = self._producers.get(producer_id)
                 if current is not None:
-                    duplicate = current.find_duplicate_batch(batch)
+                    duplicate = current.find_duplicate(producer_epoch, first_seq, last_seq)
                     if duplicate is not None:
                         return ProducerAppendPlan(duplicate, (), self._version)
                 info = infos.get(producer_id)
@@ -288,20 +312,19 @@ class ProducerStateManager:
                         current if current is not None else ProducerStateEntry(producer_id),
                     )
                     infos[producer_id] = info
-                last_seq = last_sequence_of(batch)
-                info.append_data_batch(batch.producer_epoch, batch.base_sequence, last_seq)
+                info.append_data_batch(producer_epoch, first_seq, last_seq)
                 pending.append(
                     _PendingBatch(
                         producer_id,
-                        batch.producer_epoch,
-                        batch.base_sequence,
+                        producer_epoch,
+                        first_seq,
                         last_seq,
                         relative_offset,
-                        batch.last_offset_delta,
-                        batch.max_timestamp,
+                        last_offset_delta,
+                        fields[FIELD_MAX_TIMESTAMP],
                     )
                 )
-            relative_offset += batch.last_offset_delta + 1
+            relative_offset += last_offset_delta + 1
         return ProducerAppendPlan(None, tuple(pending), self._version)
 
     def complete_append(

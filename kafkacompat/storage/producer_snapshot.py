@@ -34,7 +34,7 @@ from typing import Final
 
 import crc32c
 
-from kafkacompat.coordinators.producer_entry import (
+from kafkacompat.storage.producer_entry import (
     NUM_BATCHES_TO_RETAIN,
     BatchMetadata,
     ProducerStateEntry,

@@ -8,19 +8,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kafkacompat.coordinators.producer_entry import BatchMetadata as Meta
-from kafkacompat.coordinators.producer_entry import ProducerStateEntry
-from kafkacompat.coordinators.producer_snapshot import (
+from kafkacompat.storage.log import DefaultLogSettings, Log
+from kafkacompat.storage.memory import MemoryLog
+from kafkacompat.storage.null import NullLog
+from kafkacompat.storage.producer_entry import BatchMetadata as Meta
+from kafkacompat.storage.producer_entry import ProducerStateEntry
+from kafkacompat.storage.producer_snapshot import (
     CorruptSnapshotError,
     decode_snapshot,
     encode_snapshot,
     list_snapshots,
     snapshot_path,
 )
-from kafkacompat.coordinators.producer_state import ProducerStateManager, ProducerStateRegistry
-from kafkacompat.storage.log import DefaultLogSettings, Log
-from kafkacompat.storage.memory import MemoryLog
-from kafkacompat.storage.null import NullLog
+from kafkacompat.storage.producer_state import ProducerStateManager, ProducerStateRegistry
 from tests.coordinators.helpers import batch_bytes, produce
 
 TP = ("orders", 0)

@@ -96,9 +96,15 @@ class ProducerStateEntry:
 
     def find_duplicate_batch(self, batch: RecordBatch) -> BatchMetadata | None:
         """The retained batch with the same epoch and sequence range, if ``batch`` is a retry."""
-        if batch.producer_epoch != self.producer_epoch:
+        return self.find_duplicate(
+            batch.producer_epoch, batch.base_sequence, last_sequence_of(batch)
+        )
+
+    def find_duplicate(
+        self, producer_epoch: int, first_seq: int, last_seq: int
+    ) -> BatchMetadata | None:
+        if producer_epoch != self.producer_epoch:
             return None
-        first_seq, last_seq = batch.base_sequence, last_sequence_of(batch)
         for metadata in self.batches:
             if metadata.first_seq == first_seq and metadata.last_seq == last_seq:
                 return metadata
