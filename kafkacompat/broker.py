@@ -1,9 +1,9 @@
-"""The broker's state, shared by every handler: config, logs, producers, and the waiters that
-long-polling fetches park on.
+"""The broker's parts, as every handler sees them: config, the metadata image and its
+controller, the replica manager (partitions and their logs), the coordinators, the authorizer.
 
-A single-node cluster: this broker is every partition's leader and the controller, every
-partition has one replica, and the high watermark is the log end offset.  Handlers run on one
-event loop thread, so state changes between two awaits are atomic.
+A single-node cluster: the local controller decides topic changes and publishes them to the
+replica manager and the group coordinator.  Handlers run on one event loop thread, so state
+changes between two awaits are atomic.
 """
 
 from __future__ import annotations
@@ -13,16 +13,20 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kafkacompat.cluster.delayed_fetch import DelayedFetchPurgatory
+from kafkacompat.cluster.replica_manager import ReplicaManager
 from kafkacompat.config import BrokerConfig
 from kafkacompat.coordinators.group_timers import TimerQueue
 from kafkacompat.coordinators.producer_ids import ProducerIdManager
+from kafkacompat.metadata.image import MetadataDelta, MetadataImage
+from kafkacompat.metadata.local_controller import LocalController
 from kafkacompat.security.authorizer import AllowAllAuthorizer, Authorizer
-from kafkacompat.storage.manager import Engine, LogManager
-from kafkacompat.storage.producer_state import ProducerStateRegistry
+from kafkacompat.storage.config import LogConfig
+from kafkacompat.storage.manager import Engine, LogManager, Topic
 
 if TYPE_CHECKING:
     from kafkacompat.coordinators.group_coordinator import GroupCoordinator
@@ -31,51 +35,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LEADER_EPOCH = 0
-"""A single broker never changes leader, so every partition stays in its first epoch."""
-
 TopicPartition = tuple[str, int]
 
 
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-class AppendWaiters:
-    """Long-polling fetches wait here for appends to the partitions they read (Kafka's fetch
-    purgatory, keyed by partition).  Produce calls :meth:`notify` after every append."""
-
-    def __init__(self) -> None:
-        self._waiters: dict[TopicPartition, set[asyncio.Event]] = {}
-
-    def register(self, partitions: Iterable[TopicPartition]) -> asyncio.Event:
-        event = asyncio.Event()
-        for tp in partitions:
-            self._waiters.setdefault(tp, set()).add(event)
-        return event
-
-    def unregister(self, partitions: Iterable[TopicPartition], event: asyncio.Event) -> None:
-        for tp in partitions:
-            waiting = self._waiters.get(tp)
-            if waiting is not None:
-                waiting.discard(event)
-                if not waiting:
-                    del self._waiters[tp]
-
-    def notify(self, tp: TopicPartition) -> None:
-        waiting = self._waiters.get(tp)
-        if waiting:
-            for event in waiting:
-                event.set()
-
-    def wake_all(self) -> None:
-        """At shutdown: every parked fetch answers now with what it has."""
-        for waiting in self._waiters.values():
-            for event in waiting:
-                event.set()
-
-    def __len__(self) -> int:
-        return len(self._waiters)
 
 
 class LoopTimerDriver:
@@ -165,12 +129,18 @@ class Broker:
         )
         # Rolled segments are fsynced by flush_due, off the event loop, as Kafka's roll does.
         self.logs.deferred_roll_flush = True
-        self.append_waiters = AppendWaiters()
+        self.controller = LocalController(self.data_dir if engine == "disk" else None, config.props)
+        self.replica_manager = ReplicaManager(
+            self.logs,
+            local_broker_id=self.node_id,
+            now_ms=now_ms,
+            producer_id_expiration_ms=config.get("producer.id.expiration.ms"),
+        )
+        # Order matters: logs and partitions exist before any other subscriber hears of them.
+        self.controller.subscribe(self.replica_manager)
+        self.controller.subscribe(self)
         self.authorizer: Authorizer = AllowAllAuthorizer()
         self.producer_ids = ProducerIdManager(self.data_dir if engine == "disk" else None)
-        self.producer_states = ProducerStateRegistry(
-            producer_id_expiration_ms=config.get("producer.id.expiration.ms")
-        )
         self.group_timers = TimerQueue(now_ms)
         self.group_timer_driver = LoopTimerDriver(self.group_timers)
         self._groups: GroupCoordinator | None = None
@@ -199,10 +169,15 @@ class Broker:
                     num_partitions=self.config.get("offsets.topic.num.partitions"),
                     segment_bytes=self.config.get("offsets.topic.segment.bytes"),
                     now_ms=self.now_ms,
-                    leader_epoch=LEADER_EPOCH,
+                    leader_epoch=0,
+                    create_topic=self._create_internal_topic,
                 ),
             )
         return self._groups
+
+    def _create_internal_topic(self, name: str, partitions: int, configs: dict[str, str]) -> Topic:
+        self.controller.create_topic(name, partitions, configs)
+        return self.logs.topic(name)
 
     def shutdown_groups(self) -> None:
         """Answer parked JoinGroup/SyncGroup with NOT_COORDINATOR (a coordinator never built
@@ -216,7 +191,10 @@ class Broker:
         """Open the logs; with ``load_groups`` also replay ``__consumer_offsets`` now. A server
         passes False, listens, and then runs :meth:`load_groups` on its loop, as Kafka does:
         group requests get COORDINATOR_LOAD_IN_PROGRESS until the replay is done."""
-        self.logs.start()
+        records = self.controller.load_records()
+        self.logs.start(records)
+        self.controller.start(self.logs.cluster_id, records)
+        self.replica_manager.start(self.logs.high_watermark_checkpoint)
         self.started = True
         if self._log_cleaner is not None:
             self._log_cleaner.cancelled.clear()
@@ -274,13 +252,40 @@ class Broker:
         self.shutdown_groups()
         self.group_timer_driver.cancel()
         self.group_timers.cancel_all()
-        # Producer snapshots first: they record the log end offsets the logs close at.
-        self.producer_states.snapshot_all()
-        self.logs.shutdown()
+        self.replica_manager.shutdown()
 
     @property
     def cluster_id(self) -> str:
         return self.logs.cluster_id
+
+    @property
+    def metadata(self) -> MetadataImage:
+        """The current metadata image: which topics exist, their ids, partitions, configs."""
+        return self.controller.image
+
+    @property
+    def delayed_fetch(self) -> DelayedFetchPurgatory:
+        return self.replica_manager.delayed_fetch
+
+    def on_metadata_update(self, delta: MetadataDelta, image: MetadataImage) -> None:
+        """The group coordinator's subscription: as Kafka, committed offsets of a deleted
+        topic go with it."""
+        if delta.deleted:
+            self.groups.on_partitions_deleted(
+                [(topic.name, p) for topic in delta.deleted for p in range(topic.partitions)]
+            )
+
+    def topic_config(self, name: str) -> LogConfig | None:
+        """A topic's effective config: its overrides over the broker's defaults."""
+        topic = self.controller.image.topic(name)
+        if topic is None:
+            return None
+        return LogConfig.from_props(topic.configs, self.controller.broker_config)
+
+    def apply_broker_defaults(self, props: Mapping[str, str]) -> None:
+        """Dynamic broker configs changed the defaults topics' configs resolve against."""
+        self.logs.with_broker_config(props)
+        self.controller.alter_broker_defaults(props)
 
     @property
     def advertised_host_port(self) -> tuple[str, int]:
@@ -294,9 +299,7 @@ class Broker:
 
     def run_retention(self) -> int:
         """Retention, and with it the expiry of idle producers (producer.id.expiration.ms)."""
-        now = self.now_ms()
-        self.producer_states.remove_expired_producers(now)
-        return self.logs.run_retention(now)
+        return self.replica_manager.run_retention(self.now_ms())
 
     async def flush_due(self) -> None:
         """Kafka's log flusher, every second: fsync segments rolled since the last pass (in a
@@ -326,7 +329,7 @@ class Broker:
                 maybe_flush(now)
 
     def checkpoint(self) -> None:
-        self.logs.checkpoint()
+        self.replica_manager.checkpoint()
 
     @property
     def log_cleaner(self) -> LogCleanerManager:
@@ -357,7 +360,8 @@ class Broker:
             if picked is None:
                 break
             tp, plan = picked
-            producers = self._producer_last_offsets(tp)
+            partition = self.replica_manager.get_partition(*tp)
+            producers = None if partition is None else partition.log.producer_last_offsets()
             plan.open_files()
             try:
                 result = await loop.run_in_executor(
@@ -393,18 +397,3 @@ class Broker:
                 )
             await asyncio.sleep(0)
         return rounds
-
-    def _producer_last_offsets(self, tp: TopicPartition) -> dict[int, int] | None:
-        """Each active producer's last batch offset in the partition: its batch must keep at
-        least a header through compaction (see kafkacompat.storage.cleaner). None when no
-        produce has loaded the partition's state since start: loading it here would read the
-        log on the event loop, and the cleaner then keeps every emptied idempotent batch's
-        header, which is never wrong, only a little larger."""
-        state = self.producer_states.loaded(*tp)
-        if state is None:
-            return None
-        return {
-            producer_id: entry.batches[-1].last_offset
-            for producer_id, entry in state.active_producers.items()
-            if entry.batches
-        }

@@ -463,7 +463,7 @@ class Server:
             task.cancel()
         for connection in list(self.connections):
             connection.stop_reading()
-        self.broker.append_waiters.wake_all()
+        self.broker.replica_manager.begin_shutdown()
         # Parked JoinGroup/SyncGroup answer NOT_COORDINATOR now, not after the grace period.
         self.broker.shutdown_groups()
         deadline = loop.time() + _SHUTDOWN_GRACE_S

@@ -59,6 +59,7 @@ from kafkacompat.records.batch import (
 from kafkacompat.records.control import ControlRecordType, decode_control_record_key
 from kafkacompat.records.varint import read_varint
 from kafkacompat.storage.base import FileRegion, PartitionLog
+from kafkacompat.storage.files import TopicRecord, random_kafka_uuid
 from kafkacompat.storage.manager import LogManager, Topic
 
 log = logging.getLogger(__name__)
@@ -356,8 +357,15 @@ class GroupStore:
         segment_bytes: int,
         now_ms: Callable[[], int],
         leader_epoch: int = 0,
+        create_topic: Callable[[str, int, dict[str, str]], Topic] | None = None,
     ) -> None:
         self.logs = logs
+        # Through the controller in a broker (the topic is then in the metadata image too).
+        self.create_topic = create_topic or (
+            lambda name, partitions, configs: logs.create_logs(
+                TopicRecord(name, random_kafka_uuid(), partitions, configs)
+            )
+        )
         self.configured_partitions = num_partitions
         self.segment_bytes = segment_bytes
         self.now_ms = now_ms
@@ -380,7 +388,7 @@ class GroupStore:
         replica whatever offsets.topic.replication.factor says (there is one broker)."""
         topic = self.topic()
         if topic is None:
-            topic = self.logs.create_topic(
+            topic = self.create_topic(
                 OFFSETS_TOPIC,
                 self.configured_partitions,
                 {

@@ -18,6 +18,8 @@ from kafkacompat.broker import Broker
 from kafkacompat.errors import ErrorCode, KafkaProtocolError
 from kafkacompat.handlers.configs import Refused, load_dynamic_broker_configs, topic_config_rows
 from kafkacompat.handlers.context import Handler, RequestContext
+from kafkacompat.metadata.image import TopicImage
+from kafkacompat.metadata.local_controller import collision_key, validate_topic_name
 from kafkacompat.protocol.apis import ApiKey
 from kafkacompat.protocol.messages.create_partitions_request import (
     CreatePartitionsRequest,
@@ -46,7 +48,6 @@ from kafkacompat.protocol.messages.delete_topics_response import (
 )
 from kafkacompat.protocol.primitives import ZERO_UUID
 from kafkacompat.storage.config import LogConfig
-from kafkacompat.storage.manager import Topic, collision_key, validate_topic_name
 
 CLUSTER_METADATA_TOPIC = "__cluster_metadata"
 INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state", "__share_group_state"})
@@ -154,7 +155,7 @@ def _partition_count(broker: Broker, topic: CreatableTopic) -> int:
     return topic.num_partitions
 
 
-def _create(broker: Broker, topic: CreatableTopic, validate_only: bool) -> tuple[Topic, int]:
+def _create(broker: Broker, topic: CreatableTopic, validate_only: bool) -> tuple[TopicImage, int]:
     name = topic.name
     if name == CLUSTER_METADATA_TOPIC:
         raise Refused(
@@ -164,12 +165,12 @@ def _create(broker: Broker, topic: CreatableTopic, validate_only: bool) -> tuple
         validate_topic_name(name)
     except KafkaProtocolError as exc:
         raise Refused.of(exc) from None
-    if name in broker.logs.topics():
+    if name in broker.metadata.topics:
         raise Refused(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
     # '.' and '_' collide in metric names; the controller checks this with the name, before
     # the partitions.
     key = collision_key(name)
-    colliding = next((t for t in broker.logs.topics() if collision_key(t) == key), None)
+    colliding = next((t for t in broker.metadata.topics if collision_key(t) == key), None)
     if colliding is not None:
         raise Refused(
             ErrorCode.INVALID_TOPIC_EXCEPTION,
@@ -184,13 +185,16 @@ def _create(broker: Broker, topic: CreatableTopic, validate_only: bool) -> tuple
         )
     configs = {c.name: c.value for c in topic.configs if c.value is not None}
     try:
-        created = broker.logs.create_topic(name, partitions, configs, validate_only=validate_only)
+        created = broker.controller.create_topic(
+            name, partitions, configs, validate_only=validate_only
+        )
     except KafkaProtocolError as exc:
         raise Refused.of(exc) from None
     return created, partitions
 
 
-def _created(broker: Broker, topic: Topic, partitions: int) -> CreatableTopicResult:
+def _created(broker: Broker, topic: TopicImage, partitions: int) -> CreatableTopicResult:
+    config = LogConfig.from_props(topic.configs, broker.controller.broker_config)
     return CreatableTopicResult(
         name=topic.name,
         topic_id=topic.topic_id,
@@ -206,9 +210,7 @@ def _created(broker: Broker, topic: Topic, partitions: int) -> CreatableTopicRes
                 config_source=row.config_source,
                 is_sensitive=row.is_sensitive,
             )
-            for row in topic_config_rows(
-                broker, topic.config, include_synonyms=False, for_create=True
-            )
+            for row in topic_config_rows(broker, config, include_synonyms=False, for_create=True)
         ],
     )
 
@@ -305,7 +307,7 @@ async def delete_topics(ctx: RequestContext, request: DeleteTopicsRequest) -> De
     ]
     to_delete: dict[uuid.UUID, str] = {}
     for topic_id in dict.fromkeys(i for i in ids if i not in duplicate_ids):
-        found = broker.logs.topic_by_id(topic_id)
+        found = broker.metadata.topic_by_id(topic_id)
         if found is None:
             responses.append(
                 _deletion_result(
@@ -316,7 +318,7 @@ async def delete_topics(ctx: RequestContext, request: DeleteTopicsRequest) -> De
         else:
             to_delete[topic_id] = found.name
     for name in dict.fromkeys(n for n in names if n not in duplicate_names):
-        found_topic = broker.logs.topics().get(name)
+        found_topic = broker.metadata.topic(name)
         if found_topic is None:
             responses.append(
                 _deletion_result(
@@ -336,11 +338,8 @@ async def delete_topics(ctx: RequestContext, request: DeleteTopicsRequest) -> De
         else:
             to_delete[found_topic.topic_id] = name
     for topic_id, name in to_delete.items():
-        partitions = broker.logs.topic(name).partitions
-        broker.logs.delete_topic(name)
-        broker.producer_states.drop_topic(name)
-        # As Kafka, committed offsets of a deleted topic go with it.
-        broker.groups.on_partitions_deleted([(name, p) for p in range(partitions)])
+        # The replica manager drops the logs; the group coordinator the committed offsets.
+        broker.controller.delete_topic(name)
         responses.append(_deletion_result(name, topic_id, ErrorCode.NONE))
     return DeleteTopicsResponse(throttle_time_ms=0, responses=responses)
 
@@ -349,7 +348,7 @@ async def delete_topics(ctx: RequestContext, request: DeleteTopicsRequest) -> De
 
 
 def _grow(broker: Broker, request: CreatePartitionsTopic, validate_only: bool) -> None:
-    topic = broker.logs.topics().get(request.name)
+    topic = broker.metadata.topic(request.name)
     if topic is None:
         raise Refused(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
     current, wanted = topic.partitions, request.count_
@@ -372,7 +371,7 @@ def _grow(broker: Broker, request: CreatePartitionsTopic, validate_only: bool) -
         for assignment in request.assignments:
             _check_assignment(broker.node_id, assignment.broker_ids, 1)
     try:
-        broker.logs.add_partitions(request.name, wanted, validate_only=validate_only)
+        broker.controller.create_partitions(request.name, wanted, validate_only=validate_only)
     except KafkaProtocolError as exc:
         raise Refused.of(exc) from None
 
@@ -411,26 +410,24 @@ def _delete_before(broker: Broker, topic: str, partition: int, offset: int) -> i
         raise Refused(
             ErrorCode.INVALID_TOPIC_EXCEPTION, f"Cannot delete records of internal topic {topic}"
         )
-    try:
-        log = broker.logs.get_log(topic, partition)
-    except KafkaProtocolError as exc:
-        raise Refused.of(exc) from None
-    config: LogConfig = broker.logs.topic(topic).config
-    if not config.delete:
+    found = broker.replica_manager.get_partition(topic, partition)
+    if found is None:
+        raise Refused(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+    if not found.log.config.delete:
         raise Refused(
             ErrorCode.POLICY_VIOLATION,
             f"Records of partition {topic}-{partition} can not be deleted due to the "
             "configured policy",
         )
     if offset == HIGH_WATERMARK:
-        offset = log.high_watermark
+        offset = found.high_watermark
     if offset < 0:
         raise Refused(
             ErrorCode.OFFSET_OUT_OF_RANGE,
             f"The offset {offset} for partition {topic}-{partition} is not valid",
         )
     try:
-        return log.delete_records_before(offset)
+        return found.delete_records_on_leader(offset)
     except KafkaProtocolError as exc:
         raise Refused.of(exc) from None
 

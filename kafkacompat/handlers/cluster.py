@@ -30,15 +30,12 @@ from kafkacompat.protocol.messages.describe_log_dirs_response import (
     DescribeLogDirsResult,
     DescribeLogDirsTopic,
 )
+from kafkacompat.security.authorizer import CLUSTER_NAME, ResourceType, authorized_operations
 
 ENDPOINT_BROKERS = 1
 ENDPOINT_CONTROLLERS = 2
 _ENDPOINT_NAMES = {ENDPOINT_BROKERS: "BROKER", ENDPOINT_CONTROLLERS: "CONTROLLER"}
 
-# AclOperation codes CREATE 5, ALTER 7, DESCRIBE 8, CLUSTER_ACTION 9, DESCRIBE_CONFIGS 10,
-# ALTER_CONFIGS 11, IDEMPOTENT_WRITE 12: what the CLUSTER resource supports, all allowed
-# without an authorizer.
-CLUSTER_OPERATIONS = sum(1 << op for op in (5, 7, 8, 9, 10, 11, 12))
 OPERATIONS_NOT_REQUESTED = -(2**31)
 
 
@@ -81,7 +78,9 @@ async def describe_cluster(
             )
         ],
         cluster_authorized_operations=(
-            CLUSTER_OPERATIONS
+            authorized_operations(
+                broker.authorizer, ctx.session, ResourceType.CLUSTER, CLUSTER_NAME
+            )
             if request.include_cluster_authorized_operations
             else OPERATIONS_NOT_REQUESTED
         ),
@@ -108,16 +107,18 @@ async def describe_log_dirs(
     if request.topics is not None:
         wanted = {(t.topic, p) for t in request.topics for p in t.partitions}
     topics = []
-    for name, topic in sorted(broker.logs.topics().items()):
+    replicas = broker.replica_manager
+    for name, topic in sorted(broker.metadata.topics.items()):
         partitions = [
             DescribeLogDirsPartition(
                 partition_index=index,
-                partition_size=int(getattr(log, "size_in_bytes", 0)),
+                partition_size=partition.log.size_in_bytes,
                 offset_lag=0,
                 is_future_key=False,
             )
-            for index, log in enumerate(topic.logs)
-            if wanted is None or (name, index) in wanted
+            for index in range(topic.partitions)
+            if (wanted is None or (name, index) in wanted)
+            and (partition := replicas.get_partition(name, index)) is not None
         ]
         # ReplicaManager.describeLogDirs leaves out topics with no partition asked for.
         if partitions:

@@ -31,6 +31,7 @@ from kafkacompat.broker import Broker
 from kafkacompat.config import BROKER_CONFIGS, BrokerConfig
 from kafkacompat.errors import ErrorCode, KafkaProtocolError
 from kafkacompat.handlers.context import Handler, RequestContext
+from kafkacompat.metadata.local_controller import validate_topic_name
 from kafkacompat.protocol.apis import ApiKey
 from kafkacompat.protocol.messages import alter_configs_request as legacy
 from kafkacompat.protocol.messages import incremental_alter_configs_request as incremental
@@ -59,7 +60,6 @@ from kafkacompat.storage.config import (
     InvalidConfigError,
     LogConfig,
 )
-from kafkacompat.storage.manager import validate_topic_name
 
 TOPIC: Final = 2
 BROKER: Final = 4
@@ -225,7 +225,7 @@ def load_dynamic_broker_configs(broker: Broker) -> DynamicBrokerConfigs:
         dynamic = _read(broker)
         _LOADED[broker] = dynamic
         if dynamic.cluster or dynamic.node:
-            broker.logs.with_broker_config(effective_broker_props(broker, dynamic))
+            broker.apply_broker_defaults(effective_broker_props(broker, dynamic))
     return dynamic
 
 
@@ -294,7 +294,7 @@ def _store_broker_configs(
     else:
         dynamic.cluster = new
     _write(broker, dynamic)
-    broker.logs.with_broker_config(effective_broker_props(broker, dynamic))
+    broker.apply_broker_defaults(effective_broker_props(broker, dynamic))
 
 
 # -- describing ---------------------------------------------------------------------------------
@@ -411,11 +411,11 @@ def _describe_one(
             validate_topic_name(name)
         except KafkaProtocolError as exc:
             raise Refused.of(exc) from None
-        topic = broker.logs.topics().get(name)
-        if topic is None:
+        config = broker.topic_config(name)
+        if config is None:
             # Kafka leaves the message at its schema default, the empty string, here.
             raise Refused(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "")
-        return topic_config_rows(broker, topic.config, include_synonyms)
+        return topic_config_rows(broker, config, include_synonyms)
     if resource_type == BROKER:
         if name == "":
             return _broker_rows(broker, dynamic, False, include_synonyms)
@@ -470,10 +470,10 @@ def _topic_overrides_check(broker: Broker, name: str, overrides: dict[str, str])
         raise Refused(ErrorCode.INVALID_REQUEST, "Default topic resources are not allowed.")
     try:
         validate_topic_name(name)
-        LogConfig.from_props(overrides, broker.logs.broker_config)
+        LogConfig.from_props(overrides, broker.controller.broker_config)
     except KafkaProtocolError as exc:
         raise Refused.of(exc) from None
-    if name not in broker.logs.topics():
+    if broker.metadata.topic(name) is None:
         raise Refused(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist.")
 
 
@@ -482,7 +482,7 @@ def _set_topic_overrides(
 ) -> None:
     _topic_overrides_check(broker, name, overrides)
     if not validate_only:
-        broker.logs.alter_topic_config(name, overrides, replace_all=True)
+        broker.controller.alter_topic_configs(name, overrides, replace_all=True)
 
 
 def _duplicate_resources(resources: Iterable[tuple[int, str]]) -> set[tuple[int, str]]:
@@ -623,8 +623,8 @@ def _incremental_alter(
         new = _apply_ops(current, ops, STATIC_DEFAULTS, _BROKER_IS_LIST, for_topic=False)
         _store_broker_configs(broker, name, new, validate_only=validate_only)
     elif resource.resource_type == TOPIC:
-        topic = broker.logs.topics().get(name)
-        overrides = topic.config.overrides if topic is not None else {}
+        topic = broker.metadata.topic(name)
+        overrides = dict(topic.configs) if topic is not None else {}
         new = _apply_ops(overrides, ops, _TOPIC_DEFAULTS, _TOPIC_IS_LIST, for_topic=True)
         _set_topic_overrides(broker, name, new, validate_only=validate_only)
     else:

@@ -51,8 +51,7 @@ INVALID_OFFSET = -1
 
 
 def _partition_exists(ctx: RequestContext, topic: str, partition: int) -> bool:
-    found = ctx.broker.logs.topics().get(topic)
-    return found is not None and 0 <= partition < found.partitions
+    return ctx.broker.replica_manager.get_partition(topic, partition) is not None
 
 
 # -- OffsetCommit -----------------------------------------------------------------------------------

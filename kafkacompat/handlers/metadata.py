@@ -1,7 +1,7 @@
 """Metadata (key 3): brokers, cluster id, controller, and topics with their partitions.
 
-One broker is the whole cluster: it leads every partition in leader epoch 0, and is the only
-replica and the whole ISR.  Which topics a request means (Kafka's rules): ``topics`` null
+Partitions are answered as the replica manager holds them: leader, leader epoch, replicas
+and ISR (one broker today: itself, in the epoch its log recorded).  Which topics a request means (Kafka's rules): ``topics`` null
 is all of them (v1+); an empty list is all of them in v0 and none after; entries name a topic
 or, v10+, carry only its id.  An unknown topic is created when the request allows it (v4+;
 always before), ``auto.create.topics.enable`` is on and its name is legal; Kafka answers such
@@ -11,9 +11,11 @@ synchronous, so the new topic is returned ready and the client needs no retry.
 
 from __future__ import annotations
 
-from kafkacompat.broker import LEADER_EPOCH, Broker
+from kafkacompat.broker import Broker
 from kafkacompat.errors import ErrorCode, KafkaProtocolError
 from kafkacompat.handlers.context import Handler, RequestContext
+from kafkacompat.metadata.image import TopicImage
+from kafkacompat.metadata.local_controller import validate_topic_name
 from kafkacompat.protocol.apis import ApiKey
 from kafkacompat.protocol.messages.metadata_request import MetadataRequest
 from kafkacompat.protocol.messages.metadata_response import (
@@ -23,46 +25,51 @@ from kafkacompat.protocol.messages.metadata_response import (
     MetadataResponseTopic,
 )
 from kafkacompat.protocol.primitives import ZERO_UUID
-from kafkacompat.storage.manager import Topic, validate_topic_name
+from kafkacompat.security.authorizer import (
+    CLUSTER_NAME,
+    AclOperation,
+    ResourceType,
+    authorized_operations,
+)
 
 API_KEY = ApiKey.METADATA
 
 INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state", "__share_group_state"})
 
-# AclOperation codes: READ 3, WRITE 4, CREATE 5, DELETE 6, ALTER 7, DESCRIBE 8,
-# CLUSTER_ACTION 9, DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11, IDEMPOTENT_WRITE 12.  With no
-# authorizer every operation a resource type supports is allowed.
-TOPIC_OPERATIONS = sum(1 << op for op in (3, 4, 5, 6, 7, 8, 10, 11))
-CLUSTER_OPERATIONS = sum(1 << op for op in (5, 7, 8, 9, 10, 11, 12))
 OPERATIONS_NOT_REQUESTED = -(2**31)
 
 
-def topic_metadata(broker: Broker, topic: Topic, operations: int) -> MetadataResponseTopic:
-    node = broker.node_id
+def _partition_metadata(broker: Broker, topic: TopicImage, index: int) -> MetadataResponsePartition:
+    partition = broker.replica_manager.get_partition(topic.name, index)
+    if partition is None:  # cannot happen while the replica manager follows the image
+        return MetadataResponsePartition(
+            error_code=ErrorCode.LEADER_NOT_AVAILABLE, partition_index=index, leader_id=-1
+        )
+    return MetadataResponsePartition(
+        error_code=ErrorCode.NONE,
+        partition_index=index,
+        leader_id=partition.leader_id,
+        leader_epoch=partition.leader_epoch,
+        replica_nodes=list(partition.replicas),
+        isr_nodes=list(partition.isr),
+        offline_replicas=[],
+    )
+
+
+def topic_metadata(broker: Broker, topic: TopicImage, operations: int) -> MetadataResponseTopic:
     return MetadataResponseTopic(
         error_code=ErrorCode.NONE,
         name=topic.name,
         topic_id=topic.topic_id,
         is_internal=topic.name in INTERNAL_TOPICS,
-        partitions=[
-            MetadataResponsePartition(
-                error_code=ErrorCode.NONE,
-                partition_index=partition,
-                leader_id=node,
-                leader_epoch=LEADER_EPOCH,
-                replica_nodes=[node],
-                isr_nodes=[node],
-                offline_replicas=[],
-            )
-            for partition in range(topic.partitions)
-        ],
+        partitions=[_partition_metadata(broker, topic, i) for i in range(topic.partitions)],
         topic_authorized_operations=operations,
     )
 
 
-def auto_create(broker: Broker, name: str) -> Topic:
+def auto_create(broker: Broker, name: str) -> TopicImage:
     """Kafka's auto topic creation: ``num.partitions`` and no overrides."""
-    return broker.logs.create_topic(name, broker.config.get("num.partitions"))
+    return broker.controller.create_topic(name, broker.config.get("num.partitions"))
 
 
 def _missing(name: str | None, error: ErrorCode) -> MetadataResponseTopic:
@@ -72,7 +79,7 @@ def _missing(name: str | None, error: ErrorCode) -> MetadataResponseTopic:
 def _by_name(
     broker: Broker, name: str, allow_create: bool, operations: int
 ) -> MetadataResponseTopic:
-    topic = broker.logs.topics().get(name)
+    topic = broker.metadata.topic(name)
     if topic is not None:
         return topic_metadata(broker, topic, operations)
     if not allow_create or name in INTERNAL_TOPICS:
@@ -88,37 +95,51 @@ async def handle(ctx: RequestContext, request: MetadataRequest) -> MetadataRespo
     broker = ctx.broker
     version = ctx.api_version
     host, port = broker.advertised_host_port
-    topic_ops = (
-        TOPIC_OPERATIONS
-        if version >= 8 and request.include_topic_authorized_operations
-        else OPERATIONS_NOT_REQUESTED
-    )
+    topic_ops_wanted = version >= 8 and request.include_topic_authorized_operations
     cluster_ops = (
-        CLUSTER_OPERATIONS
+        authorized_operations(broker.authorizer, ctx.session, ResourceType.CLUSTER, CLUSTER_NAME)
         if 8 <= version <= 10 and request.include_cluster_authorized_operations
         else OPERATIONS_NOT_REQUESTED
     )
+
+    def topic_ops(name: str) -> int:
+        if not topic_ops_wanted:
+            return OPERATIONS_NOT_REQUESTED
+        return authorized_operations(broker.authorizer, ctx.session, ResourceType.TOPIC, name)
+
     allow_create = (version < 4 or request.allow_auto_topic_creation) and bool(
         broker.config.get("auto.create.topics.enable")
     )
 
     topics: list[MetadataResponseTopic] = []
     if request.topics is None or (version == 0 and not request.topics):
+        # All topics: only those the session may DESCRIBE, as Kafka filters them.
+        listed = list(broker.metadata.topics.values())
+        visible = ctx.authorized(
+            AclOperation.DESCRIBE, ResourceType.TOPIC, (t.name for t in listed)
+        )
         topics = [
-            topic_metadata(broker, topic, topic_ops)
-            for topic in list(broker.logs.topics().values())
+            topic_metadata(broker, topic, topic_ops(topic.name))
+            for topic in listed
+            if topic.name in visible
         ]
     else:
         for wanted in request.topics:
             if wanted.name is None:
-                found = broker.logs.topic_by_id(wanted.topic_id)
-                topics.append(
-                    _missing(None, ErrorCode.UNKNOWN_TOPIC_ID)
-                    if found is None
-                    else topic_metadata(broker, found, topic_ops)
-                )
+                found = broker.metadata.topic_by_id(wanted.topic_id)
+                if found is None:
+                    topics.append(_missing(None, ErrorCode.UNKNOWN_TOPIC_ID))
+                elif not ctx.authorize(AclOperation.DESCRIBE, ResourceType.TOPIC, found.name):
+                    topics.append(_missing(None, ErrorCode.TOPIC_AUTHORIZATION_FAILED))
+                else:
+                    topics.append(topic_metadata(broker, found, topic_ops(found.name)))
+            elif not ctx.authorize(AclOperation.DESCRIBE, ResourceType.TOPIC, wanted.name):
+                topics.append(_missing(wanted.name, ErrorCode.TOPIC_AUTHORIZATION_FAILED))
             else:
-                topics.append(_by_name(broker, wanted.name, allow_create, topic_ops))
+                create = allow_create and ctx.authorize(
+                    AclOperation.CREATE, ResourceType.CLUSTER, CLUSTER_NAME
+                )
+                topics.append(_by_name(broker, wanted.name, create, topic_ops(wanted.name)))
 
     return MetadataResponse(
         throttle_time_ms=0,

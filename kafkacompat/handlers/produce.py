@@ -1,11 +1,12 @@
 """Produce (key 0), v3+: append producers' record batches to partition logs.
 
 Each partition's records blob is appended whole or not at all, and answered on its own: one
-bad partition does not fail the others.  The log validates batches (magic 2, CRC, lengths),
-assigns offsets and stamps the leader epoch and, for LogAppendTime topics, the time.  Before
-that, idempotent batches pass the partition's producer state: a retried batch (same producer,
-epoch and sequences as one of the last five) is answered with its original offsets and
-written nothing; a gap or an old epoch is refused.
+bad partition does not fail the others.  The append is the replica manager's, down the log's
+one leader path (:mod:`kafkacompat.storage.unified_log`): the validator (CRC, sizes,
+timestamps, keys on compacted topics, recompression), the producer state (a retried batch is
+answered with its original offsets and written nothing; a gap or an old epoch is refused),
+the engine.  Records the validator refuses by name come back as KIP-467 ``record_errors``.
+Authorization: WRITE on each topic (TOPIC_AUTHORIZATION_FAILED), as Kafka's.
 
 acks: 0 sends no response (an error then closes the connection, as Kafka does, so the
 client notices); 1 and -1 answer after the append; with one replica they mean the same.
@@ -15,30 +16,25 @@ Produce v0-2 carry legacy message formats that Kafka 4.0 dropped (KIP-896): not 
 from __future__ import annotations
 
 import struct
-from pathlib import Path
 
-from kafkacompat.broker import LEADER_EPOCH, Broker
+from kafkacompat.cluster.partition import Partition
 from kafkacompat.errors import ErrorCode, KafkaProtocolError
 from kafkacompat.handlers.context import CloseConnection, Handler, RequestContext
 from kafkacompat.handlers.metadata import INTERNAL_TOPICS
 from kafkacompat.protocol.apis import ApiKey
 from kafkacompat.protocol.messages.produce_request import ProduceRequest
 from kafkacompat.protocol.messages.produce_response import (
+    BatchIndexAndErrorMessage,
     PartitionProduceResponse,
     ProduceResponse,
     TopicProduceResponse,
 )
-from kafkacompat.records.batch import iter_batches
-from kafkacompat.storage.config import LOG_APPEND_TIME, LogConfig
-from kafkacompat.storage.manager import Topic
+from kafkacompat.security.authorizer import AclOperation, ResourceType
+from kafkacompat.storage.log_validator import RecordValidationError
 
 API_KEY = ApiKey.PRODUCE
 
 _VALID_ACKS = (0, 1, -1)
-# The first batch's producerId (RecordBatch v2 header, bytes 43-50): -1 for a producer that
-# is not idempotent, whose batches skip the producer state checks entirely.
-_PRODUCER_ID = struct.Struct(">q")
-_PRODUCER_ID_END = 43 + 8
 _BATCH_LENGTH = struct.Struct(">i")  # after the 8-byte base offset; excludes those 12 bytes
 _BATCH_LENGTH_END = 12
 
@@ -49,44 +45,10 @@ def _error(index: int, error: ErrorCode, message: str | None = None) -> Partitio
     )
 
 
-def _check_timestamps(records: memoryview, config: LogConfig, now_ms: int) -> None:
-    """Kafka's message.timestamp.before/after.max.ms, on each batch's bounds: CreateTime
-    batches must fall inside [now - before, now + after] (INVALID_TIMESTAMP otherwise)."""
-    if config.message_timestamp_type == LOG_APPEND_TIME:
-        return
-    after = config.message_timestamp_after_max_ms
-    before = min(config.message_timestamp_before_max_ms, config.message_timestamp_difference_max_ms)
-    # The log verifies CRCs when it appends; here only the headers' timestamps matter.
-    for batch in iter_batches(records, verify_crc=False):
-        if batch.max_timestamp > now_ms + after or (
-            batch.base_timestamp >= 0 and batch.base_timestamp < now_ms - before
-        ):
-            raise KafkaProtocolError(
-                f"Timestamp of a batch is out of range: base {batch.base_timestamp}, "
-                f"max {batch.max_timestamp}, broker time {now_ms}",
-                ErrorCode.INVALID_TIMESTAMP,
-            )
-
-
-def _check_keys(records: memoryview) -> None:
-    """Every record of a compacted topic needs a key (Kafka's LogValidator.validateKey):
-    compaction keeps the latest record per key, and a keyless one has no latest."""
-    for batch in iter_batches(records):
-        for record in batch.iter_records():
-            if record.key is None:
-                raise KafkaProtocolError(
-                    f"record at offset delta {record.offset - batch.base_offset} has no key, "
-                    "and every record of a compacted topic needs one",
-                    ErrorCode.INVALID_RECORD,
-                )
-
-
 def append_partition(
-    broker: Broker, topic: Topic, index: int, records: memoryview | None, now_ms: int
+    ctx: RequestContext, partition: Partition, records: memoryview | None, now_ms: int
 ) -> PartitionProduceResponse:
-    if not 0 <= index < topic.partitions:
-        return _error(index, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
-    log = topic.logs[index]
+    index = partition.index
     if records is None:
         return _error(index, ErrorCode.CORRUPT_MESSAGE, "null records")
     if len(records) >= _BATCH_LENGTH_END and (
@@ -98,40 +60,25 @@ def append_partition(
             ErrorCode.INVALID_RECORD,
             "Produce requests with version 3 and above must have exactly one record batch",
         )
-    config = topic.config
     try:
-        if config.message_timestamp_after_max_ms < 2**62 or (
-            config.message_timestamp_before_max_ms < 2**62
-            or config.message_timestamp_difference_max_ms < 2**62
-        ):
-            _check_timestamps(records, config, now_ms)
-        if config.compact:
-            _check_keys(records)
-        # Loaded for every append, idempotent or not, so that the state's view of the log
-        # never falls behind it (a snapshot must not be trusted past writes it missed).
-        directory = getattr(log, "directory", None)
-        producers = broker.producer_states.get(
-            topic.name, index, log, None if directory is None else Path(directory), now_ms
-        )
-        if len(records) >= _PRODUCER_ID_END and _PRODUCER_ID.unpack_from(records, 43)[0] >= 0:
-            plan = producers.prepare_append(records)
-            duplicate = plan.duplicate
-            if duplicate is not None:
-                # A retry of a batch already written: its original offsets, nothing appended.
-                return PartitionProduceResponse(
-                    index=index,
-                    error_code=ErrorCode.NONE,
-                    base_offset=duplicate.first_offset,
-                    log_append_time_ms=duplicate.max_timestamp if config.log_append_time else -1,
-                    log_start_offset=log.log_start_offset,
+        info = ctx.broker.replica_manager.append_records(partition, records, now_ms=now_ms)
+    except RecordValidationError as exc:
+        # KIP-467: the records that failed, each with its index in the batch.
+        return PartitionProduceResponse(
+            index=index,
+            error_code=exc.error_code,
+            base_offset=-1,
+            log_start_offset=partition.log_start_offset,
+            record_errors=[
+                BatchIndexAndErrorMessage(
+                    batch_index=e.batch_index, batch_index_error_message=e.message
                 )
-            info = log.append(records, leader_epoch=LEADER_EPOCH, now_ms=now_ms)
-            producers.complete_append(plan, info.base_offset, info.log_append_time)
-        else:
-            info = log.append(records, leader_epoch=LEADER_EPOCH, now_ms=now_ms)
+                for e in exc.record_errors
+            ],
+            error_message=str(exc),
+        )
     except KafkaProtocolError as exc:
         return _error(index, exc.error_code, str(exc))
-    broker.append_waiters.notify((topic.name, index))
     return PartitionProduceResponse(
         index=index,
         error_code=ErrorCode.NONE,
@@ -145,33 +92,39 @@ async def handle(ctx: RequestContext, request: ProduceRequest) -> ProduceRespons
     broker = ctx.broker
     acks = request.acks
     now_ms = broker.now_ms()
-    topics = broker.logs.topics()
+    replicas = broker.replica_manager
+    writable = ctx.authorized(
+        AclOperation.WRITE, ResourceType.TOPIC, (t.name for t in request.topic_data)
+    )
     responses: list[TopicProduceResponse] = []
     failed = False
     for topic_data in request.topic_data:
         name = topic_data.name
         partitions: list[PartitionProduceResponse] = []
-        topic = topics.get(name)
-        for partition in topic_data.partition_data:
+        for partition_data in topic_data.partition_data:
+            index = partition_data.index
+            partition = replicas.get_partition(name, index)
             if acks not in _VALID_ACKS:
-                result = _error(partition.index, ErrorCode.INVALID_REQUIRED_ACKS)
-            elif topic is None:
-                result = _error(partition.index, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+                result = _error(index, ErrorCode.INVALID_REQUIRED_ACKS)
+            elif name not in writable:
+                result = _error(index, ErrorCode.TOPIC_AUTHORIZATION_FAILED)
+            elif partition is None:
+                result = _error(index, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
             elif name in INTERNAL_TOPICS:
                 # Only the broker's own coordinators write internal topics.
                 result = _error(
-                    partition.index,
+                    index,
                     ErrorCode.INVALID_TOPIC_EXCEPTION,
                     f"Cannot append to internal topic {name}",
                 )
             else:
-                records = partition.records
+                records = partition_data.records
                 view = None if records is None else memoryview(records)
                 if view is not None and view.readonly:
                     # The server hands over writable frames; anything else is copied once
                     # because the log stamps offsets into the batches in place.
                     view = memoryview(bytearray(view))
-                result = append_partition(broker, topic, partition.index, view, now_ms)
+                result = append_partition(ctx, partition, view, now_ms)
             failed = failed or result.error_code != ErrorCode.NONE
             partitions.append(result)
         responses.append(TopicProduceResponse(name=name, partition_responses=partitions))

@@ -9,11 +9,11 @@ handled on that connection sees the same object.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Final
 
 
-class SecurityProtocol(str, Enum):
+class SecurityProtocol(StrEnum):
     """Kafka's ``SecurityProtocol`` names, as listeners spell them."""
 
     PLAINTEXT = "PLAINTEXT"

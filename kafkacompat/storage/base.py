@@ -13,6 +13,7 @@ protocol layer's speed ceiling).  Storage tests are written once and run on ever
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Protocol
 
@@ -98,12 +99,17 @@ class TimestampOffset:
 class PartitionLog(Protocol):
     """One partition's log."""
 
+    on_roll: Callable[[int], None] | None
+    """Called with a new segment's base offset before it is started (engines with segments)."""
+
     @property
     def log_start_offset(self) -> int: ...
     @property
     def log_end_offset(self) -> int: ...
     @property
     def high_watermark(self) -> int: ...
+    @property
+    def size_in_bytes(self) -> int: ...
 
     def append(
         self, records: bytearray | memoryview, *, leader_epoch: int, now_ms: int
@@ -140,6 +146,11 @@ class PartitionLog(Protocol):
 
     def apply_retention(self, now_ms: int) -> int:
         """Delete whole old segments past retention.ms / retention.bytes; returns how many."""
+        ...
+
+    @property
+    def leader_epoch_entries(self) -> list[tuple[int, int]]:
+        """(epoch, start offset) pairs, oldest first, as in leader-epoch-checkpoint."""
         ...
 
     def end_offset_for_epoch(self, leader_epoch: int) -> tuple[int, int]:

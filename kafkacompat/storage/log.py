@@ -46,6 +46,7 @@ import bisect
 import contextlib
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Protocol
 
@@ -205,6 +206,9 @@ class Log:
         self._last_flush_ms = now_ms
         self.recovered_bytes_truncated = 0
         self.deferred_roll_flush = deferred_roll_flush
+        self.on_roll: Callable[[int], None] | None = None
+        """Called with the new segment's base offset before a roll starts it: the unified log
+        snapshots producer state there, as Kafka's roll does."""
         self._roll_flushes: list[RollFlush] = []
         self._epochs = LeaderEpochCache()
         self._epochs_dirty = False  # changed in memory since the checkpoint was written
@@ -490,6 +494,8 @@ class Log:
             return old
         old.on_become_inactive()
         new_base = old.next_offset
+        if self.on_roll is not None:
+            self.on_roll(new_base)
         if self.deferred_roll_flush:
             # Kafka flushes a rolled segment asynchronously (its "flush-log" task): a 1 GiB
             # fsync here would stall every connection of the broker. The recovery point stays

@@ -1,16 +1,17 @@
-"""LogManager: the data directory's owner. Topics, their partitions' logs, checkpoints, shutdown.
+"""LogManager: the data directory's owner. Partitions' logs, checkpoints, shutdown.
 
 Theory of operation (Kafka's ``LogManager`` for one broker and one log dir):
 
-1. ``start()``: create the directory, create or check ``meta.properties`` (a node.id mismatch
-   refuses to start), consume the ``.kafka_cleanshutdown`` marker (present = last shutdown was
-   clean; removing it now means a crash from here on leaves none), read the recovery-point and
-   log-start-offset checkpoints, load the persisted topics, remove stray partition folders
-   (left by a crash mid create/delete), and open every partition's log through the factory.
-2. Topic metadata is committed by one atomic file write per topic. Creation writes partition
-   folders first and the topic file last; deletion removes the topic file first and the
-   folders after. Either way a crash in between leaves only folders no topic claims, which
-   the next start deletes.
+1. ``start(records)``: create the directory, create or check ``meta.properties`` (a node.id
+   mismatch refuses to start), consume the ``.kafka_cleanshutdown`` marker (present = last
+   shutdown was clean; removing it now means a crash from here on leaves none), read the
+   recovery-point and log-start-offset checkpoints, remove stray partition folders (left by a
+   crash mid create/delete), and open the log of every partition of ``records``, the topics
+   of the metadata image.
+2. Which topics exist is not decided here: the controller
+   (:mod:`kafkacompat.metadata.local_controller`) validates and commits topic changes, and
+   the replica manager applies them here (``create_logs``, ``add_logs``, ``update_config``,
+   ``delete_logs``). A crash between the commit and the folders is repaired by step 1.
 3. ``checkpoint()`` writes the checkpoint files; ``shutdown()`` flushes, checkpoints, closes
    every log and then writes the clean-shutdown marker, in that order.
 
@@ -21,10 +22,9 @@ all is persisted. Time comes from the injected ``now_ms`` callable.
 
 from __future__ import annotations
 
-import re
 import shutil
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal, Protocol, runtime_checkable
@@ -40,48 +40,11 @@ from kafkacompat.storage.null import NullLog
 
 Engine = Literal["disk", "memory", "null"]
 
-MAX_TOPIC_NAME_LENGTH: Final = 249  # Kafka's Topic.MAX_NAME_LENGTH: room for "-<partition>" etc.
-_LEGAL_TOPIC_CHARS: Final = re.compile(r"[a-zA-Z0-9._-]+")
 DEFAULT_RETENTION_CHECK_INTERVAL_MS: Final = 300_000  # log.retention.check.interval.ms
-
-
-class InvalidTopicError(KafkaProtocolError):
-    error_code = ErrorCode.INVALID_TOPIC_EXCEPTION
-
-
-class TopicExistsError(KafkaProtocolError):
-    error_code = ErrorCode.TOPIC_ALREADY_EXISTS
 
 
 class UnknownTopicOrPartitionError(KafkaProtocolError):
     error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-
-
-class InvalidPartitionsError(KafkaProtocolError):
-    error_code = ErrorCode.INVALID_PARTITIONS
-
-
-def validate_topic_name(name: str) -> None:
-    """Kafka's ``Topic.validate``: INVALID_TOPIC_EXCEPTION with Kafka's wording."""
-    if not name:
-        raise InvalidTopicError("Topic name is illegal, it can't be empty")
-    if name in (".", ".."):
-        raise InvalidTopicError('Topic name cannot be "." or ".."')
-    if len(name) > MAX_TOPIC_NAME_LENGTH:
-        raise InvalidTopicError(
-            f"Topic name is illegal, it can't be longer than {MAX_TOPIC_NAME_LENGTH} characters, "
-            f"topic name: {name}"
-        )
-    if not _LEGAL_TOPIC_CHARS.fullmatch(name):
-        raise InvalidTopicError(
-            f'Topic name "{name}" is illegal, it contains a character other than ASCII '
-            "alphanumerics, '.', '_' and '-'"
-        )
-
-
-def collision_key(name: str) -> str:
-    """Kafka's ``Topic.unifyCollisionChars``: '.' and '_' collide in metric names."""
-    return name.replace(".", "_")
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,8 +166,9 @@ class LogManager:
         """Whether the previous run shut down cleanly (the marker was present at start)."""
         self._topics: dict[str, Topic] = {}
         self._by_id: dict[uuid.UUID, Topic] = {}
-        self._collisions: dict[str, str] = {}
         self._recovery_points: dict[TopicPartition, int] = {}
+        self.high_watermark_checkpoint: dict[TopicPartition, int] = {}
+        """The high watermarks the last run checkpointed, read at start."""
         self._started = False
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -219,7 +183,10 @@ class LogManager:
             raise RuntimeError("LogManager.start() has not run")
         return self.meta.cluster_id
 
-    def start(self) -> None:
+    def start(self, records: Iterable[files.TopicRecord] = ()) -> None:
+        """Open the data dir and the logs of ``records``, the topics the metadata image holds
+        (their folders are created where a crash left them missing)."""
+        records = list(records)
         data = self.data_dir
         if data is None:
             self.meta = files.MetaProperties(
@@ -228,6 +195,8 @@ class LogManager:
                 files.uuid_to_base64(files.random_kafka_uuid()),
             )
             self._started = True
+            for record in records:
+                self.create_logs(record)
             return
         data.mkdir(parents=True, exist_ok=True)
         files.lock_data_dir(data)
@@ -235,7 +204,9 @@ class LogManager:
         self.clean_shutdown = files.consume_clean_shutdown(data)
         recovery_points = files.read_checkpoint(data / files.RECOVERY_POINT_CHECKPOINT)
         log_starts = files.read_checkpoint(data / files.LOG_START_OFFSET_CHECKPOINT)
-        records = files.read_topics(data)
+        self.high_watermark_checkpoint = files.read_checkpoint(
+            data / files.REPLICATION_OFFSET_CHECKPOINT
+        )
         if self._persists_partitions:
             self._remove_strays(records)
         now = self.now_ms()
@@ -244,6 +215,11 @@ class LogManager:
             topic = Topic(record.name, record.topic_id, config)
             for partition in range(record.partitions):
                 tp = (record.name, partition)
+                directory = self.partition_dir(record.name, partition)
+                if directory is not None and not directory.exists():
+                    # Committed, then a crash before the folder was made: make it now.
+                    directory.mkdir()
+                    files.write_partition_metadata(directory, record.topic_id)
                 topic.logs.append(
                     self._open_log(
                         topic,
@@ -265,7 +241,7 @@ class LogManager:
         log_start_offset: int,
         now_ms: int,
     ) -> PartitionLog:
-        directory = self._partition_dir(topic.name, partition)
+        directory = self.partition_dir(topic.name, partition)
         self._recovery_points[(topic.name, partition)] = recovery_point
         return self._factory(
             LogSpec(
@@ -283,7 +259,8 @@ class LogManager:
             )
         )
 
-    def _partition_dir(self, topic: str, partition: int) -> Path | None:
+    def partition_dir(self, topic: str, partition: int) -> Path | None:
+        """``<data>/<topic>-<partition>``; None when partitions are not persisted."""
         if not self._persists_partitions or self.data_dir is None:
             return None
         return self.data_dir / files.partition_dir_name(topic, partition)
@@ -353,51 +330,22 @@ class LogManager:
     def _register(self, topic: Topic) -> None:
         self._topics[topic.name] = topic
         self._by_id[topic.topic_id] = topic
-        self._collisions[collision_key(topic.name)] = topic.name
 
-    def _persist(self, topic: Topic) -> None:
-        if self.data_dir is not None:
-            files.write_topic(self.data_dir, topic.record())
+    # -- applying metadata changes (the controller decided and committed them) -------------------
 
-    def create_topic(
-        self,
-        name: str,
-        partitions: int,
-        configs: Mapping[str, str] | None = None,
-        topic_id: uuid.UUID | None = None,
-        *,
-        validate_only: bool = False,
-    ) -> Topic:
-        """CreateTopics for one topic. Errors as Kafka answers them: INVALID_TOPIC_EXCEPTION,
-        TOPIC_ALREADY_EXISTS, INVALID_PARTITIONS, INVALID_CONFIG."""
+    def create_logs(self, record: files.TopicRecord) -> Topic:
+        """Create the partition folders and logs of a topic the controller created."""
         self._require_started()
-        validate_topic_name(name)
-        if name in self._topics:
-            raise TopicExistsError(f"Topic '{name}' already exists.")
-        colliding = self._collisions.get(collision_key(name))
-        if colliding is not None:
-            raise InvalidTopicError(f"Topic '{name}' collides with existing topic: {colliding}")
-        if partitions <= 0:
-            raise InvalidPartitionsError(
-                f"Number of partitions was set to an invalid non-positive value: {partitions}"
-            )
-        config = LogConfig.from_props(configs or {}, self.broker_config)
-        if topic_id is None:
-            topic_id = files.random_kafka_uuid()
-        elif topic_id.int == 0 or topic_id in self._by_id:
-            raise InvalidTopicError(f"topic id {files.uuid_to_base64(topic_id)} is not usable")
-        topic = Topic(name, topic_id, config)
-        if validate_only:
-            return topic
-        self._add_logs(topic, partitions)
-        self._persist(topic)  # the commit point: after this the topic exists across restarts
+        config = LogConfig.from_props(record.configs, self.broker_config)
+        topic = Topic(record.name, record.topic_id, config)
+        self._add_logs(topic, record.partitions)
         self._register(topic)
         return topic
 
     def _add_logs(self, topic: Topic, total: int) -> None:
         now = self.now_ms()
         for partition in range(topic.partitions, total):
-            directory = self._partition_dir(topic.name, partition)
+            directory = self.partition_dir(topic.name, partition)
             if directory is not None:
                 if directory.exists():  # a stray from a crash; no topic owns it
                     self._delete_partition_dir(directory, (topic.name, partition))
@@ -407,61 +355,32 @@ class LogManager:
                 self._open_log(topic, partition, recovery_point=0, log_start_offset=0, now_ms=now)
             )
 
-    def add_partitions(self, name: str, total: int, *, validate_only: bool = False) -> Topic:
-        """CreatePartitions: grow to ``total`` partitions; shrinking is INVALID_PARTITIONS."""
+    def add_logs(self, name: str, total: int) -> Topic:
+        """CreatePartitions: open the logs of the new partitions."""
         self._require_started()
         topic = self.topic(name)
-        if total <= topic.partitions:
-            raise InvalidPartitionsError(
-                f"Topic currently has {topic.partitions} partitions, which is higher than or "
-                f"equal to the requested {total}."
-            )
-        if not validate_only:
-            self._add_logs(topic, total)
-            self._persist(topic)
+        self._add_logs(topic, total)
         return topic
 
-    def alter_topic_config(
-        self,
-        name: str,
-        changes: Mapping[str, str | None],
-        *,
-        replace_all: bool = False,
-        validate_only: bool = False,
-    ) -> LogConfig:
-        """IncrementalAlterConfigs (``None`` deletes an override) or, with ``replace_all``,
-        AlterConfigs (the given overrides become the whole set). Persisted, then pushed to
-        every partition's log."""
+    def update_config(self, name: str, overrides: Mapping[str, str]) -> LogConfig:
+        """A topic's config overrides changed: resolve them and push them to every log."""
         self._require_started()
         topic = self.topic(name)
-        overrides = {} if replace_all else dict(topic.config.overrides)
-        for key, value in changes.items():
-            if value is None:
-                overrides.pop(key, None)
-            else:
-                overrides[key] = value
-        config = LogConfig.from_props(overrides, self.broker_config)
-        if validate_only:
-            return config
-        topic.config = config
-        self._persist(topic)
+        topic.config = LogConfig.from_props(overrides, self.broker_config)
         for log in topic.logs:
-            push_config(log, config)
-        return config
+            push_config(log, topic.config)
+        return topic.config
 
-    def delete_topic(self, name: str) -> None:
-        """DeleteTopics: forget the topic (the commit point), then close and remove its logs."""
+    def delete_logs(self, name: str) -> None:
+        """DeleteTopics: close and remove the topic's logs."""
         self._require_started()
         topic = self.topic(name)
-        if self.data_dir is not None:
-            files.delete_topic_file(self.data_dir, topic.topic_id)
         del self._topics[name]
         del self._by_id[topic.topic_id]
-        self._collisions.pop(collision_key(name), None)
         for partition, log in enumerate(topic.logs):
             log.close()
             self._recovery_points.pop((name, partition), None)
-            directory = self._partition_dir(name, partition)
+            directory = self.partition_dir(name, partition)
             if directory is not None and directory.exists():
                 self._delete_partition_dir(directory, (name, partition))
 
@@ -478,8 +397,9 @@ class LogManager:
             log.flush()
             self._recovery_points[tp] = end
 
-    def checkpoint(self) -> None:
-        """Write recovery-point, log-start-offset and replication (high watermark) checkpoints."""
+    def checkpoint(self, high_watermarks: Mapping[TopicPartition, int] | None = None) -> None:
+        """Write recovery-point, log-start-offset and replication checkpoints; the high
+        watermarks are the partitions' (the replica manager's), else each log's end."""
         if not self._persists_partitions or self.data_dir is None:
             return
         recovery: dict[TopicPartition, int] = {}
@@ -488,7 +408,9 @@ class LogManager:
         for tp, log in self.logs():
             recovery[tp] = self._recovery_point(tp, log)
             starts[tp] = log.log_start_offset
-            watermarks[tp] = log.high_watermark
+            watermarks[tp] = (
+                log.log_end_offset if high_watermarks is None else high_watermarks.get(tp, 0)
+            )
         files.write_checkpoint(self.data_dir / files.RECOVERY_POINT_CHECKPOINT, recovery)
         files.write_checkpoint(self.data_dir / files.LOG_START_OFFSET_CHECKPOINT, starts)
         files.write_checkpoint(self.data_dir / files.REPLICATION_OFFSET_CHECKPOINT, watermarks)
@@ -501,13 +423,13 @@ class LogManager:
             deleted += log.apply_retention(now_ms)
         return deleted
 
-    def shutdown(self) -> None:
+    def shutdown(self, high_watermarks: Mapping[TopicPartition, int] | None = None) -> None:
         """Flush, checkpoint, close, then mark the shutdown clean: the marker must come last,
         since its presence tells the next start that recovery can be skipped."""
         if not self._started:
             return
         self.flush()
-        self.checkpoint()
+        self.checkpoint(high_watermarks)
         for _, log in self.logs():
             log.close()
         if self.fd_pool is not None:
@@ -519,9 +441,6 @@ class LogManager:
         self._started = False
 
     def with_broker_config(self, broker_config: Mapping[str, str]) -> None:
-        """Re-resolve every topic's config against new broker defaults (dynamic broker config)."""
+        """New broker defaults (dynamic broker config); each topic's config is re-resolved
+        by :meth:`update_config` as the controller publishes it."""
         self.broker_config = dict(broker_config)
-        for topic in self._topics.values():
-            topic.config = LogConfig.from_props(topic.config.overrides, self.broker_config)
-            for log in topic.logs:
-                push_config(log, topic.config)

@@ -13,7 +13,7 @@ caller's buffer unchanged.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from kafkacompat.records.batch import (
     FIELD_BATCH_LENGTH,
@@ -70,6 +70,7 @@ class MemoryLog:
         self._log_start_offset = log_start_offset
         self._log_end_offset = log_start_offset
         self._epochs = LeaderEpochCache()
+        self.on_roll: Callable[[int], None] | None = None  # never called: no segments
 
     # -- offsets ---------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ return no records at any valid offset.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import Final
 
 from kafkacompat.records.batch import (
@@ -42,6 +43,7 @@ class NullLog:
         self._log_end_offset = log_start_offset
         # Offsets advance as on a real log, so epochs are tracked too: one comparison an append.
         self._epochs = LeaderEpochCache()
+        self.on_roll: Callable[[int], None] | None = None  # never called: no segments
 
     @property
     def log_start_offset(self) -> int:
@@ -54,6 +56,10 @@ class NullLog:
     @property
     def high_watermark(self) -> int:
         return self._log_end_offset
+
+    @property
+    def size_in_bytes(self) -> int:
+        return 0
 
     def update_config(self, config: LogConfig) -> None:
         self.config = config
@@ -132,6 +138,10 @@ class NullLog:
         self._log_start_offset = max(self._log_start_offset, offset)
         self._epochs.truncate_from_start(self._log_start_offset)
         return self._log_start_offset
+
+    @property
+    def leader_epoch_entries(self) -> list[tuple[int, int]]:
+        return self._epochs.entries
 
     def end_offset_for_epoch(self, leader_epoch: int) -> tuple[int, int]:
         return self._epochs.end_offset_for(leader_epoch, self._log_end_offset)

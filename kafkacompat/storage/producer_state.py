@@ -411,6 +411,22 @@ class ProducerStateManager:
             self._version += 1
         return len(expired)
 
+    def on_log_start_offset_incremented(self, log_start_offset: int) -> None:
+        """Retention or DeleteRecords moved the log start: snapshots below it can never be
+        used again (the batches after them are gone) and are deleted.  Producers stay: since
+        KIP-360 a producer whose data was deleted keeps its epoch and sequence, as in Kafka."""
+        self._map_end_offset = max(self._map_end_offset, log_start_offset)
+        if self.directory is None:
+            return
+        stale = [
+            path for offset, path in list_snapshots(self.directory) if offset < log_start_offset
+        ]
+        for path in stale:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        if stale:
+            fsync_dir(self.directory)
+
     # -- snapshots and loading -------------------------------------------------------------------
 
     def snapshot_offsets(self) -> list[int]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import struct
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,6 +25,7 @@ from kafkacompat.coordinators.group_store import (
     replay,
 )
 from kafkacompat.errors import ErrorCode
+from kafkacompat.metadata.local_controller import LocalController
 from kafkacompat.protocol.internal_topics.group_metadata_value import (
     GroupMetadataValue,
     MemberMetadata,
@@ -34,6 +36,7 @@ from kafkacompat.storage.base import ReadResult
 from kafkacompat.storage.cleaner import LogCleanerManager, clean, cleanable_range
 from kafkacompat.storage.manager import Engine, LogManager
 from tests.coordinators.test_group_coordinator import Harness, subscription
+from tests.storage.stack import Stack
 
 E = ErrorCode
 S = GroupState
@@ -182,15 +185,18 @@ def test_replay_keeps_the_latest_value_per_key_and_counts_committed_transactions
 # -- through a disk log and a restart ---------------------------------------------------------------
 
 
-def _manager(data_dir: Path, engine: Engine = "disk") -> LogManager:
+def _manager(data_dir: Path | None, engine: Engine = "disk") -> Any:
     manager = LogManager(data_dir, 1, {}, engine=engine, now_ms=lambda: int(time.time() * 1000))
-    manager.start()
-    return manager
+    return Stack(manager, LocalController(data_dir))
 
 
-def _store(manager: LogManager, partitions: int = 5) -> GroupStore:
+def _store(stack: Stack, partitions: int = 5) -> GroupStore:
     return GroupStore(
-        manager, num_partitions=partitions, segment_bytes=1 << 20, now_ms=lambda: 1_000_000
+        stack.log_manager,
+        num_partitions=partitions,
+        segment_bytes=1 << 20,
+        now_ms=lambda: 1_000_000,
+        create_topic=lambda name, count, configs: stack.create_topic(name, count, configs),
     )
 
 
@@ -284,8 +290,7 @@ def test_offset_delete_and_expiry_write_tombstones(tmp_path: Path) -> None:
 
 
 def test_memory_engine_keeps_groups_until_the_process_ends() -> None:
-    manager = LogManager(None, 1, {}, engine="memory", now_ms=lambda: 0)
-    manager.start()
+    manager = _manager(None, engine="memory")
     h = Harness(_store(manager))
     h.commit({T0: 1})
     assert Harness(_store(manager)).committed() == {T0: 1}  # same logs, replayed
@@ -294,7 +299,7 @@ def test_memory_engine_keeps_groups_until_the_process_ends() -> None:
 # -- compaction -------------------------------------------------------------------------------------
 
 
-def _compact_all(manager: LogManager, data_dir: Path, now: int) -> int:
+def _compact_all(manager: Any, data_dir: Path, now: int) -> int:
     """Run the log cleaner until no log is dirty enough, as the broker's task does."""
     cleaner = LogCleanerManager(data_dir, dedupe_buffer_size=1 << 20)
     rounds = 0
@@ -309,7 +314,13 @@ def _compact_all(manager: LogManager, data_dir: Path, now: int) -> int:
 
 def test_compaction_keeps_every_offset_and_forgets_deleted_groups(tmp_path: Path) -> None:
     manager = _manager(tmp_path)
-    store = GroupStore(manager, num_partitions=1, segment_bytes=4096, now_ms=lambda: 1_000_000)
+    store = GroupStore(
+        manager.log_manager,
+        num_partitions=1,
+        segment_bytes=4096,
+        now_ms=lambda: 1_000_000,
+        create_topic=lambda name, count, configs: manager.create_topic(name, count, configs),
+    )
     h = Harness(store)
     for i in range(200):
         h.commit({T0: i, ("t", 1): 1000 + i}, group="g")

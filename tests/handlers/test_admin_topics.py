@@ -75,13 +75,14 @@ def create(broker: Broker, version: int, *topics: CreatableTopic, validate_only:
 
 
 def produce(broker: Broker, name: str, partition: int, batches: int, per_batch: int = 2) -> None:
-    log = broker.logs.get_log(name, partition)
+    replicas = broker.replica_manager
+    leader = replicas.get_partition_or_error(name, partition)
     now = broker.now_ms()
     for b in range(batches):
         builder = RecordBatchBuilder()
         for i in range(per_batch):
             builder.append(b"value-%d-%d" % (b, i), timestamp=now, key=None)
-        log.append(bytearray(builder.build()), leader_epoch=0, now_ms=now)
+        replicas.append_records(leader, bytearray(builder.build()), now_ms=now)
 
 
 # -- CreateTopics -------------------------------------------------------------------------------

@@ -61,14 +61,16 @@ def test_describe_cluster_endpoint_types(tmp_path: Path) -> None:
 
 
 def fill(broker, name: str, partitions: int) -> None:  # type: ignore[no-untyped-def]
-    broker.logs.create_topic(name, partitions)
+    broker.controller.create_topic(name, partitions)
     now = broker.now_ms()
     for partition in range(partitions):
         for _ in range(partition + 1):
             builder = RecordBatchBuilder()
             builder.append(b"x" * 100, timestamp=now)
-            broker.logs.get_log(name, partition).append(
-                bytearray(builder.build()), leader_epoch=0, now_ms=now
+            broker.replica_manager.append_records(
+                broker.replica_manager.get_partition_or_error(name, partition),
+                bytearray(builder.build()),
+                now_ms=now,
             )
 
 

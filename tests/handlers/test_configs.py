@@ -30,7 +30,7 @@ SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
 def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Broker]:
     engine: Engine = request.param
     with running_broker(tmp_path, engine=engine) as started:
-        started.logs.create_topic("t", 1, {"retention.ms": "1000"})
+        started.controller.create_topic("t", 1, {"retention.ms": "1000"})
         yield started
 
 
@@ -138,7 +138,7 @@ def test_describe_topic(broker: Broker, version: int) -> None:
 
 def test_synonyms_follow_kafkas_precedence(tmp_path: Path) -> None:
     with running_broker(tmp_path, log_segment_bytes="2048", log_retention_hours="2") as broker:
-        broker.logs.create_topic("t", 1)
+        broker.controller.create_topic("t", 1)
         found = rows(describe(broker, 4, TOPIC, "t", synonyms=True))
         segment = found["segment.bytes"]
         assert (segment.value, segment.config_source) == ("2048", ConfigSource.STATIC_BROKER_CONFIG)
@@ -276,7 +276,7 @@ def test_broker_configs_change_only_where_kafka_allows(broker: Broker) -> None:
 
 def test_dynamic_broker_config_applies_to_topics(broker: Broker) -> None:
     node = str(broker.node_id)
-    broker.logs.create_topic("plain", 1)
+    broker.controller.create_topic("plain", 1)
     assert legacy_alter(broker, 0, BROKER, node, {"log.segment.bytes": "4096"}).error_code == 0
     assert broker.logs.topic("plain").config.segment_bytes == 4096
     segment = rows(describe(broker, 1, TOPIC, "plain", synonyms=True))["segment.bytes"]
@@ -344,7 +344,7 @@ def test_incremental_cluster_default(broker: Broker) -> None:
         ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG,
     )
     assert broker.logs.topic("t").config.retention_ms == 1000  # its own override wins
-    broker.logs.create_topic("new", 1)
+    broker.controller.create_topic("new", 1)
     assert broker.logs.topic("new").config.retention_ms == 60_000
     appended = incremental_alter(broker, 1, BROKER, "", ("log.retention.ms", APPEND, "1"))
     assert appended.error_code == ErrorCode.INVALID_CONFIG
@@ -357,7 +357,7 @@ def test_incremental_cluster_default(broker: Broker) -> None:
 
 def test_configs_survive_a_restart(tmp_path: Path) -> None:
     with running_broker(tmp_path, engine="disk") as broker:
-        broker.logs.create_topic("t", 1)
+        broker.controller.create_topic("t", 1)
         node = str(broker.node_id)
         assert (
             incremental_alter(broker, 1, TOPIC, "t", ("retention.ms", SET, "123")).error_code == 0

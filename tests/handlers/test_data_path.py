@@ -129,8 +129,8 @@ def test_metadata_invalid_name_and_unknown_id(broker: Broker) -> None:
 
 
 def test_metadata_null_topics_lists_all_and_empty_lists_none(broker: Broker) -> None:
-    broker.logs.create_topic("a", 2)
-    broker.logs.create_topic("b", 1)
+    broker.controller.create_topic("a", 2)
+    broker.controller.create_topic("b", 1)
     everything = call(broker, MetadataRequest(topics=None), 12)
     assert sorted(t.name for t in everything.topics) == ["a", "b"]
     assert call(broker, MetadataRequest(topics=[]), 12).topics == []
@@ -139,7 +139,7 @@ def test_metadata_null_topics_lists_all_and_empty_lists_none(broker: Broker) -> 
 
 @pytest.mark.parametrize("version", [PRODUCE_VERSIONS[0], PRODUCE_VERSIONS[1]])
 def test_produce_then_fetch_round_trip(broker: Broker, version: int) -> None:
-    broker.logs.create_topic("t", 1)
+    broker.controller.create_topic("t", 1)
     first = _batch([b"a", b"b", b"c"])
     second = _batch([b"d"])
     r1 = _produce(broker, "t", first, version)
@@ -161,7 +161,7 @@ def test_produce_then_fetch_round_trip(broker: Broker, version: int) -> None:
 
 
 def test_produce_errors(broker: Broker) -> None:
-    broker.logs.create_topic("t", 1)
+    broker.controller.create_topic("t", 1)
     v = PRODUCE_VERSIONS[1]
     unknown = _produce(broker, "nope", _batch([b"x"]), v).responses[0].partition_responses[0]
     assert unknown.error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
@@ -183,20 +183,20 @@ def test_produce_errors(broker: Broker) -> None:
 
 
 def test_produce_too_large(broker: Broker) -> None:
-    broker.logs.create_topic("small", 1, {"max.message.bytes": "1000"})
+    broker.controller.create_topic("small", 1, {"max.message.bytes": "1000"})
     big = _batch([b"x" * 2000])
     response = _produce(broker, "small", big, PRODUCE_VERSIONS[1])
     assert response.responses[0].partition_responses[0].error_code == ErrorCode.MESSAGE_TOO_LARGE
 
 
 def test_produce_acks_zero_sends_nothing(broker: Broker) -> None:
-    broker.logs.create_topic("t", 1)
+    broker.controller.create_topic("t", 1)
     assert _produce(broker, "t", _batch([b"x"]), PRODUCE_VERSIONS[1], acks=0) is None
     assert broker.logs.get_log("t", 0).log_end_offset == 1
 
 
 def test_fetch_out_of_range_and_unknown(broker: Broker) -> None:
-    broker.logs.create_topic("t", 1)
+    broker.controller.create_topic("t", 1)
     _produce(broker, "t", _batch([b"x"]), PRODUCE_VERSIONS[1])
     data = _fetch(broker, "t", 5, 12).responses[0].partitions[0]
     assert data.error_code == ErrorCode.OFFSET_OUT_OF_RANGE
@@ -210,7 +210,7 @@ def test_fetch_out_of_range_and_unknown(broker: Broker) -> None:
 
 
 def test_fetch_at_log_end_waits_then_returns_empty(broker: Broker) -> None:
-    broker.logs.create_topic("t", 1)
+    broker.controller.create_topic("t", 1)
     started = time.monotonic()
     data = _fetch(broker, "t", 0, 12, max_wait_ms=200).responses[0].partitions[0]
     assert time.monotonic() - started >= 0.15
@@ -219,7 +219,7 @@ def test_fetch_at_log_end_waits_then_returns_empty(broker: Broker) -> None:
 
 
 def test_fetch_by_topic_id(broker: Broker) -> None:
-    broker.logs.create_topic("t", 1)
+    broker.controller.create_topic("t", 1)
     _produce(broker, "t", _batch([b"x"]), PRODUCE_VERSIONS[1])
     response = _fetch(broker, "t", 0, FETCH_VERSIONS[1])
     topic = response.responses[0]
@@ -236,7 +236,7 @@ def test_fetch_declines_sessions() -> None:
 
 
 def test_list_offsets(broker: Broker) -> None:
-    broker.logs.create_topic("t", 1)
+    broker.controller.create_topic("t", 1)
     base = int(time.time() * 1000) - 10_000
     _produce(broker, "t", _batch([b"a", b"b"], timestamp=base), PRODUCE_VERSIONS[1])
     _produce(broker, "t", _batch([b"c"], timestamp=base + 1000), PRODUCE_VERSIONS[1])
@@ -276,7 +276,7 @@ def _idempotent_batch(producer_id: int, epoch: int, sequence: int, values: list[
 def test_idempotent_produce_dedupes_and_orders(broker: Broker) -> None:
     from kafkacompat.protocol.messages.init_producer_id_request import InitProducerIdRequest
 
-    broker.logs.create_topic("t", 1)
+    broker.controller.create_topic("t", 1)
     init = call(broker, InitProducerIdRequest(transactional_id=None, transaction_timeout_ms=-1), 4)
     assert init.error_code == ErrorCode.NONE and init.producer_epoch == 0
     again = call(broker, InitProducerIdRequest(transactional_id=None, transaction_timeout_ms=-1), 4)
@@ -306,7 +306,7 @@ def test_idempotent_produce_dedupes_and_orders(broker: Broker) -> None:
 
 def test_idempotent_state_survives_restart(tmp_path: Path) -> None:
     with running_broker(tmp_path, engine="disk") as broker:
-        broker.logs.create_topic("t", 1)
+        broker.controller.create_topic("t", 1)
         batch = _idempotent_batch(7, 0, 0, [b"a"])
         assert _produce(broker, "t", batch, 9).responses[0].partition_responses[0].base_offset == 0
     with running_broker(tmp_path, engine="disk") as broker:
@@ -330,7 +330,7 @@ def test_transactional_init_is_refused() -> None:
 
 
 def test_produce_refuses_two_batches_for_one_partition(broker: Broker) -> None:
-    broker.logs.create_topic("t", 1)
+    broker.controller.create_topic("t", 1)
     two = _batch([b"a"]) + _batch([b"b"])
     answer = _produce(broker, "t", two, PRODUCE_VERSIONS[1]).responses[0].partition_responses[0]
     assert answer.error_code == ErrorCode.INVALID_RECORD

@@ -62,7 +62,7 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
         offsets_topic_num_partitions="3",
         num_partitions="2",
     ) as started:
-        started.logs.create_topic("t", 2)
+        started.controller.create_topic("t", 2)
         yield started
 
 
@@ -511,7 +511,7 @@ def test_offset_delete(broker: Broker) -> None:
 def test_commits_survive_a_broker_restart_on_disk(tmp_path: Path, engine: Engine) -> None:
     settings = {"offsets_topic_num_partitions": "3", "group_initial_rebalance_delay_ms": "0"}
     with running_broker(tmp_path, engine=engine, **settings) as broker:
-        broker.logs.create_topic("t", 1)
+        broker.controller.create_topic("t", 1)
         assert _errors(call(broker, _commit("g", {("t", 0): 42}), 9)) == {("t", 0): E.NONE}
     with running_broker(tmp_path, engine=engine, **settings) as broker:
         response = call(
@@ -551,7 +551,7 @@ def test_replay_after_listening_answers_load_in_progress(tmp_path: Path) -> None
     requests meanwhile get COORDINATOR_LOAD_IN_PROGRESS, then the replay finishes on the loop."""
     settings = {"offsets_topic_num_partitions": "1", "group_initial_rebalance_delay_ms": "0"}
     with running_broker(tmp_path, engine="disk", **settings) as broker:
-        broker.logs.create_topic("t", 1)
+        broker.controller.create_topic("t", 1)
         # More commit batches than one replay step takes.
         for offset in range(2100):
             call(broker, _commit("g", {("t", 0): offset}), 9)

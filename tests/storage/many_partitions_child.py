@@ -10,6 +10,7 @@ from pathlib import Path
 
 from kafkacompat.records import RecordBatchBuilder
 from kafkacompat.storage.base import FileRegion
+from kafkacompat.storage.files import TopicRecord, random_kafka_uuid
 from kafkacompat.storage.manager import LogManager
 
 PARTITIONS = 10_000
@@ -35,7 +36,9 @@ def main(data_dir: str) -> None:
     started = time.perf_counter()
     manager = LogManager(Path(data_dir), 1, engine="disk", now_ms=now)
     manager.start()
-    manager.create_topic("many", PARTITIONS)
+    # The topic as the controller would have committed it (this test is the storage alone).
+    record = TopicRecord("many", random_kafka_uuid(), PARTITIONS)
+    manager.create_logs(record)
     created = time.perf_counter()
     for p in range(PARTITIONS):
         info = manager.get_log("many", p).append(
@@ -47,7 +50,7 @@ def main(data_dir: str) -> None:
     manager.shutdown()
     reopened_at = time.perf_counter()
     again = LogManager(Path(data_dir), 1, engine="disk", now_ms=now)
-    again.start()
+    again.start([record])
     reopened = time.perf_counter()
     check_reads(again)
     assert all(again.get_log("many", p).log_end_offset == 1 for p in range(PARTITIONS))

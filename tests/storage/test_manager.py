@@ -1,13 +1,16 @@
-"""LogManager: topics persisted across restarts, naming rules, checkpoints, shutdown marker."""
+"""LogManager behind the local controller, composed as a broker composes them: topics
+persisted across restarts, naming rules, checkpoints, shutdown marker."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from kafkacompat.errors import ErrorCode, KafkaProtocolError
+from kafkacompat.metadata.local_controller import LocalController
 from kafkacompat.records import RecordBatchBuilder
 from kafkacompat.storage import files
 from kafkacompat.storage.base import PartitionLog
@@ -15,6 +18,7 @@ from kafkacompat.storage.files import NodeIdMismatchError
 from kafkacompat.storage.manager import Engine, LogManager, LogSpec
 from kafkacompat.storage.memory import MemoryLog
 from kafkacompat.storage.null import NullLog
+from tests.storage.stack import Stack
 
 NOW = 1_700_000_000_000
 
@@ -46,7 +50,7 @@ def manager(
     engine: Engine = "disk",
     node_id: int = 1,
     broker: dict[str, str] | None = None,
-) -> LogManager:
+) -> Any:
     m = LogManager(
         path,
         node_id,
@@ -57,8 +61,7 @@ def manager(
         if factory is not None
         else (FakeDiskFactory() if engine == "disk" else None),
     )
-    m.start()
-    return m
+    return Stack(m, LocalController(path, broker))
 
 
 def one_batch(n: int = 1) -> bytearray:
@@ -270,8 +273,7 @@ def test_ten_thousand_partitions_memory_engine(tmp_path: Path) -> None:
 
 def test_real_disk_log_through_the_default_factory(tmp_path: Path) -> None:
     pytest.importorskip("kafkacompat.storage.log")
-    m = LogManager(tmp_path, 1, engine="disk", now_ms=Clock())
-    m.start()
+    m = Stack(LogManager(tmp_path, 1, engine="disk", now_ms=Clock()), LocalController(tmp_path))
     m.create_topic("t", 2, {"segment.bytes": "200"})
     for _ in range(10):
         m.get_log("t", 0).append(one_batch(), leader_epoch=0, now_ms=NOW)
@@ -279,8 +281,7 @@ def test_real_disk_log_through_the_default_factory(tmp_path: Path) -> None:
     assert m.run_retention(NOW) > 0
     start = m.get_log("t", 0).log_start_offset
     m.shutdown()
-    again = LogManager(tmp_path, 1, engine="disk", now_ms=Clock())
-    again.start()
+    again = Stack(LogManager(tmp_path, 1, engine="disk", now_ms=Clock()), LocalController(tmp_path))
     assert again.clean_shutdown
     log = again.get_log("t", 0)
     assert (log.log_start_offset, log.log_end_offset) == (start, 10)

@@ -64,7 +64,7 @@ def test_broker_flusher_fsyncs_rolled_segments(tmp_path: Path) -> None:
     broker = Broker(BrokerConfig({"log.segment.bytes": "200"}), engine="disk", data_dir=tmp_path)
     broker.start()
     try:
-        broker.logs.create_topic("t", 1)
+        broker.controller.create_topic("t", 1)
         log = broker.logs.get_log("t", 0)
         assert isinstance(log, Log)
         for i in range(4):

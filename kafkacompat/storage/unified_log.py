@@ -1,0 +1,229 @@
+"""UnifiedLog: one partition's log as the broker uses it (Kafka's ``UnifiedLog``): the engine's
+local log (disk segments, memory or null), the partition's producer state, and the one append
+path a leader takes.
+
+Theory of operation.
+
+*Append as leader* (:meth:`UnifiedLog.append_as_leader`, Kafka's ``appendAsLeader``):
+
+1. :func:`~kafkacompat.storage.log_validator.validate_records` walks the blob once: frames,
+   one CRC pass per batch, sizes, timestamps, keys on compacted topics, recompression; the
+   header fields it read travel on;
+2. the producer state analyses those headers (``analyze``: epochs, sequences, and a retry of
+   one of a producer's last five batches, answered with its original offsets and written
+   nothing); a blob without producer ids skips it;
+3. the engine appends the validated batches (``append_validated``: offsets and leader epoch
+   stamped in place, one write);
+4. the producer state records the batches at the offsets the engine gave them.
+
+Steps 2-4 run without an ``await`` in between, so no other append can interleave.
+
+*Producer state follows the log.*  It is loaded on the first append after start-up (loading
+reads the newest snapshot and the log after it, so start-up reads nothing), snapshotted at
+every segment roll (so a crash replays at most one segment, as in Kafka) and at clean
+shutdown, told when retention or DeleteRecords moves the log start offset, and asked by the
+cleaner which batches are each producer's last (they must keep their headers).
+
+*Time* is passed in; nothing here reads the clock.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+from kafkacompat.records.batch import FIELD_PRODUCER_ID, NO_PRODUCER_ID
+from kafkacompat.storage.base import (
+    NO_TIMESTAMP,
+    AppendInfo,
+    PartitionLog,
+    ReadResult,
+    TimestampOffset,
+)
+from kafkacompat.storage.config import LogConfig
+from kafkacompat.storage.log_validator import validate_records
+from kafkacompat.storage.producer_state import ProducerStateManager
+
+DEFAULT_PRODUCER_ID_EXPIRATION_MS: Final = 86_400_000
+
+TopicPartition = tuple[str, int]
+
+
+class UnifiedLog:
+    """A partition's local log, producer state and append path."""
+
+    def __init__(
+        self,
+        topic_partition: TopicPartition,
+        local: PartitionLog,
+        config: LogConfig,
+        *,
+        directory: Path | None = None,
+        producer_id_expiration_ms: int = DEFAULT_PRODUCER_ID_EXPIRATION_MS,
+    ) -> None:
+        self.topic_partition = topic_partition
+        self.local = local
+        """The engine's log: segments on disk, batches in memory, or nothing."""
+        self.config = config
+        self.directory = directory
+        self._where = f"{topic_partition[0]}-{topic_partition[1]}"
+        self._producer_id_expiration_ms = producer_id_expiration_ms
+        self._producer_state: ProducerStateManager | None = None
+        self._loaded_at = NO_TIMESTAMP
+        local.on_roll = self._on_roll  # only the disk engine rolls segments
+
+    # -- offsets ---------------------------------------------------------------------------------
+
+    @property
+    def log_start_offset(self) -> int:
+        return self.local.log_start_offset
+
+    @property
+    def log_end_offset(self) -> int:
+        return self.local.log_end_offset
+
+    @property
+    def size_in_bytes(self) -> int:
+        return self.local.size_in_bytes
+
+    # -- producer state --------------------------------------------------------------------------
+
+    def producer_state(self, now_ms: int) -> ProducerStateManager:
+        """The partition's producer state, loaded on first use (see the module doc)."""
+        state = self._producer_state
+        if state is None:
+            state = ProducerStateManager(
+                self.topic_partition,
+                self.directory,
+                producer_id_expiration_ms=self._producer_id_expiration_ms,
+            )
+            state.load(self.local, now_ms)
+            self._producer_state = state
+        return state
+
+    @property
+    def loaded_producer_state(self) -> ProducerStateManager | None:
+        return self._producer_state
+
+    def producer_last_offsets(self) -> dict[int, int] | None:
+        """Each active producer's last batch offset, which compaction must keep as at least a
+        header; None when the state was never loaded since start-up (the cleaner then keeps
+        every emptied idempotent batch's header: never wrong, a little larger)."""
+        state = self._producer_state
+        if state is None:
+            return None
+        return {
+            producer_id: entry.batches[-1].last_offset
+            for producer_id, entry in state.active_producers.items()
+            if entry.batches
+        }
+
+    def _on_roll(self, new_base_offset: int) -> None:
+        state = self._producer_state
+        if state is not None and state.map_end_offset <= new_base_offset:
+            state.snapshot(new_base_offset)
+
+    def remove_expired_producers(self, now_ms: int) -> int:
+        state = self._producer_state
+        return 0 if state is None else state.remove_expired_producers(now_ms)
+
+    def snapshot_producer_state(self) -> bool:
+        """At clean shutdown: snapshot at the log end offset (nothing if never loaded: a state
+        nobody loaded changed nothing, so its snapshot still holds)."""
+        state = self._producer_state
+        return state is not None and state.snapshot(self.local.log_end_offset) is not None
+
+    # -- append ----------------------------------------------------------------------------------
+
+    def append_as_leader(
+        self,
+        records: bytearray | memoryview,
+        *,
+        leader_epoch: int,
+        now_ms: int,
+        from_client: bool = True,
+    ) -> AppendInfo:
+        """The leader's append (see the module doc).  Raises the validator's and the producer
+        state's KafkaProtocolErrors; on any of them nothing is appended."""
+        validated = validate_records(
+            records, self.config, now_ms, from_client=from_client, where=self._where
+        )
+        # Loaded for every append, idempotent or not, so the state's view of the log never
+        # falls behind it (a snapshot must not be trusted past writes it missed).
+        state = self.producer_state(now_ms)
+        if all(fields[FIELD_PRODUCER_ID] == NO_PRODUCER_ID for _, fields in validated.batches):
+            info = self.local.append_validated(validated, leader_epoch=leader_epoch, now_ms=now_ms)
+            return info
+        plan = state.analyze(fields for _, fields in validated.batches)
+        duplicate = plan.duplicate
+        if duplicate is not None:
+            # A retry of a batch already written: its original offsets, nothing appended.
+            return AppendInfo(
+                duplicate.first_offset,
+                duplicate.last_offset,
+                duplicate.max_timestamp,
+                duplicate.max_timestamp if self.config.log_append_time else NO_TIMESTAMP,
+                self.local.log_start_offset,
+            )
+        info = self.local.append_validated(validated, leader_epoch=leader_epoch, now_ms=now_ms)
+        state.complete_append(plan, info.base_offset, info.log_append_time)
+        return info
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def read(self, offset: int, max_bytes: int) -> ReadResult:
+        return self.local.read(offset, max_bytes)
+
+    def offset_for_timestamp(self, timestamp: int) -> TimestampOffset | None:
+        return self.local.offset_for_timestamp(timestamp)
+
+    def max_timestamp_offset(self) -> TimestampOffset | None:
+        return self.local.max_timestamp_offset()
+
+    def end_offset_for_epoch(self, leader_epoch: int) -> tuple[int, int]:
+        return self.local.end_offset_for_epoch(leader_epoch)
+
+    def latest_epoch(self) -> int:
+        """The epoch of the newest batch, -1 for an empty log that never had one."""
+        entries = self.local.leader_epoch_entries
+        return entries[-1][0] if entries else -1
+
+    def epoch_for_offset(self, offset: int) -> int:
+        """The leader epoch that wrote ``offset`` (Kafka's ``LeaderEpochFileCache.epochForOffset``),
+        -1 when unknown."""
+        epoch = -1
+        for entry_epoch, start in self.local.leader_epoch_entries:
+            if start > offset:
+                break
+            epoch = entry_epoch
+        return epoch
+
+    # -- deletion --------------------------------------------------------------------------------
+
+    def _log_start_moved(self, before: int) -> None:
+        after = self.local.log_start_offset
+        if after != before and self._producer_state is not None:
+            self._producer_state.on_log_start_offset_incremented(after)
+
+    def delete_records_before(self, offset: int) -> int:
+        before = self.local.log_start_offset
+        new_start = self.local.delete_records_before(offset)
+        self._log_start_moved(before)
+        return new_start
+
+    def apply_retention(self, now_ms: int) -> int:
+        before = self.local.log_start_offset
+        deleted = self.local.apply_retention(now_ms)
+        self._log_start_moved(before)
+        return deleted
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        self.local.flush()
+
+    def close(self) -> None:
+        self.local.close()
+
+    def __repr__(self) -> str:
+        return f"UnifiedLog({self._where}, {self.local!r})"
