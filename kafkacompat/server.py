@@ -48,6 +48,7 @@ from typing import Any, cast
 
 from kafkacompat.broker import Broker
 from kafkacompat.config import BrokerConfig
+from kafkacompat.dynamic_config import DYNAMIC_BROKER_CONFIGS
 from kafkacompat.handlers import HANDLERS, load_all
 from kafkacompat.handlers.api_versions import unsupported_version_response
 from kafkacompat.handlers.context import CloseConnection, RequestContext
@@ -60,7 +61,6 @@ from kafkacompat.protocol.message import Message
 from kafkacompat.protocol.primitives import DecodeError
 from kafkacompat.protocol.supported import SUPPORTED_VERSIONS
 from kafkacompat.security.session import Session
-from kafkacompat.storage.files import DYNAMIC_BROKER_CONFIGS
 
 log = logging.getLogger("kafkacompat.server")
 

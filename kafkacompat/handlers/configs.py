@@ -29,6 +29,7 @@ from typing import Any, Final
 
 from kafkacompat.broker import Broker
 from kafkacompat.config import BROKER_CONFIGS, BrokerConfig
+from kafkacompat.dynamic_config import DYNAMIC_BROKER_CONFIGS
 from kafkacompat.errors import ErrorCode, KafkaProtocolError
 from kafkacompat.handlers.context import Handler, RequestContext
 from kafkacompat.protocol.apis import ApiKey
@@ -51,7 +52,7 @@ from kafkacompat.protocol.messages.incremental_alter_configs_response import (
 from kafkacompat.protocol.messages.incremental_alter_configs_response import (
     IncrementalAlterConfigsResponse,
 )
-from kafkacompat.storage import files
+from kafkacompat.storage.atomic_file import CorruptFileError, atomic_write
 from kafkacompat.storage.config import (
     TOPIC_CONFIGS,
     ConfigSource,
@@ -60,6 +61,7 @@ from kafkacompat.storage.config import (
     LogConfig,
 )
 from kafkacompat.storage.manager import validate_topic_name
+from kafkacompat.storage.properties_file import format_properties, read_properties
 
 TOPIC: Final = 2
 BROKER: Final = 4
@@ -167,7 +169,7 @@ def _broker_type(name: str) -> int:
 
 # -- dynamic broker configs ---------------------------------------------------------------------
 
-_DYNAMIC_FILE: Final = files.DYNAMIC_BROKER_CONFIGS
+_DYNAMIC_FILE: Final = DYNAMIC_BROKER_CONFIGS
 _FILE_VERSION: Final = "0"
 _CLUSTER_PREFIX: Final = "cluster."
 _NODE_PREFIX: Final = "node."
@@ -189,9 +191,9 @@ def _read(broker: Broker) -> DynamicBrokerConfigs:
     path = None if data_dir is None else data_dir / _DYNAMIC_FILE
     if path is None or not path.exists():
         return DynamicBrokerConfigs()
-    props = files.read_properties(path)
+    props = read_properties(path)
     if props.get("version") != _FILE_VERSION:
-        raise files.CorruptFileError(path, f"unsupported version {props.get('version')!r}")
+        raise CorruptFileError(path, f"unsupported version {props.get('version')!r}")
     found = DynamicBrokerConfigs()
     for key, value in props.items():
         if key.startswith(_CLUSTER_PREFIX):
@@ -209,7 +211,7 @@ def _write(broker: Broker, dynamic: DynamicBrokerConfigs) -> None:
     props.update({_CLUSTER_PREFIX + k: v for k, v in sorted(dynamic.cluster.items())})
     props.update({_NODE_PREFIX + k: v for k, v in sorted(dynamic.node.items())})
     data_dir.mkdir(parents=True, exist_ok=True)
-    files.atomic_write(data_dir / _DYNAMIC_FILE, files.format_properties(props))
+    atomic_write(data_dir / _DYNAMIC_FILE, format_properties(props))
 
 
 def effective_broker_props(broker: Broker, dynamic: DynamicBrokerConfigs) -> dict[str, str]:

@@ -75,7 +75,12 @@ from kafkacompat.records.batch import (
 from kafkacompat.records.compression import CompressionType, compress, decompress
 from kafkacompat.records.errors import InvalidRecordError
 from kafkacompat.records.varint import read_varint, read_varlong, write_varint, write_varlong
-from kafkacompat.storage import files
+from kafkacompat.storage.atomic_file import CorruptFileError
+from kafkacompat.storage.checkpoint_file import (
+    CLEANER_OFFSET_CHECKPOINT,
+    read_checkpoint,
+    write_checkpoint,
+)
 from kafkacompat.storage.index import OffsetIndex, TimeIndex
 from kafkacompat.storage.segment import (
     INDEX_SUFFIX,
@@ -795,12 +800,12 @@ class CleanerCheckpoint:
     the log object as well, so a topic deleted and created again starts from its log start."""
 
     def __init__(self, data_dir: Path | None) -> None:
-        self.path = None if data_dir is None else data_dir / files.CLEANER_OFFSET_CHECKPOINT
+        self.path = None if data_dir is None else data_dir / CLEANER_OFFSET_CHECKPOINT
         self._on_disk: dict[tuple[str, int], int] = {}
         if self.path is not None:
             try:
-                self._on_disk = files.read_checkpoint(self.path)
-            except (files.CorruptFileError, ValueError) as exc:
+                self._on_disk = read_checkpoint(self.path)
+            except (CorruptFileError, ValueError) as exc:
                 log.warning("ignoring %s: %s", self.path, exc)
         self._offsets: dict[tuple[str, int], tuple[Log, int]] = {}
 
@@ -822,7 +827,7 @@ class CleanerCheckpoint:
         if self.path is not None:
             entries = {key: value for key, (_, value) in self._offsets.items()}
             entries.update({k: v for k, v in self._on_disk.items() if k in live})
-            files.write_checkpoint(self.path, entries)
+            write_checkpoint(self.path, entries)
 
 
 class LogCleanerManager:

@@ -58,13 +58,18 @@ from kafkacompat.records.batch import (
     RecordBatch,
     TimestampType,
 )
-from kafkacompat.storage import files
+from kafkacompat.storage.atomic_file import CorruptFileError, fsync_dir
 from kafkacompat.storage.base import (
     AppendInfo,
     FileRegion,
     OffsetOutOfRangeError,
     ReadResult,
     TimestampOffset,
+)
+from kafkacompat.storage.checkpoint_file import (
+    LEADER_EPOCH_CHECKPOINT,
+    read_leader_epoch_checkpoint,
+    write_leader_epoch_checkpoint,
 )
 from kafkacompat.storage.epoch import LeaderEpochCache
 from kafkacompat.storage.index import CorruptIndexError
@@ -358,26 +363,26 @@ class Log:
                 if name.startswith(f"{base:020d}.") and name.endswith(SWAP_SUFFIX):
                     source = os.path.join(self.directory, name)
                     os.replace(source, source[: -len(SWAP_SUFFIX)])
-        files.fsync_dir(self.directory)
+        fsync_dir(self.directory)
 
     @property
     def _epoch_checkpoint_path(self) -> str:
-        return os.path.join(self.directory, files.LEADER_EPOCH_CHECKPOINT)
+        return os.path.join(self.directory, LEADER_EPOCH_CHECKPOINT)
 
     def _read_epoch_checkpoint(self) -> list[tuple[int, int]] | None:
         """Load the checkpoint into the cache; returns its entries, or None when it is missing
         or unreadable (it holds nothing the log's batches cannot tell again)."""
         try:
-            entries = files.read_leader_epoch_checkpoint(self._epoch_checkpoint_path)
+            entries = read_leader_epoch_checkpoint(self._epoch_checkpoint_path)
             if entries is not None:
                 self._epochs = LeaderEpochCache(entries)
             return entries
-        except (files.CorruptFileError, ValueError):
+        except (CorruptFileError, ValueError):
             self._epochs = LeaderEpochCache()
             return None
 
     def _write_epoch_checkpoint(self) -> None:
-        files.write_leader_epoch_checkpoint(self._epoch_checkpoint_path, self._epochs.entries)
+        write_leader_epoch_checkpoint(self._epoch_checkpoint_path, self._epochs.entries)
         self._epochs_dirty = False
 
     def _first_unflushed_index(self, clean_shutdown: bool) -> int:
@@ -808,7 +813,7 @@ class Log:
         self._pending_deletions.append(_PendingDeletion(renamed, now_ms))
         for suffix in reversed(suffixes):
             os.replace(cleaned.path(suffix, SWAP_SUFFIX), cleaned.path(suffix, ""))
-        files.fsync_dir(self.directory)
+        fsync_dir(self.directory)
         new = self._new_segment(cleaned.base_offset)
         self._segments[first : first + len(old)] = [new]
         self._base_offsets = [segment.base_offset for segment in self._segments]

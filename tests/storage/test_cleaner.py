@@ -28,8 +28,8 @@ from kafkacompat.records.batch import (
     RECORDS_OFFSET,
     TimestampType,
 )
-from kafkacompat.storage import files
 from kafkacompat.storage.base import AppendInfo
+from kafkacompat.storage.checkpoint_file import CLEANER_OFFSET_CHECKPOINT, write_checkpoint
 from kafkacompat.storage.cleaner import (
     MAP_ENTRY_OVERHEAD,
     CleanedSegment,
@@ -827,9 +827,7 @@ def test_the_filthiest_compacted_log_is_cleaned_first(make_log: MakeLog, tmp_pat
         fill(partition_log, 100, keys=10)
     memory = MemoryLog(compact_config())
     half_checkpoint = half.segments[2].base_offset
-    files.write_checkpoint(
-        tmp_path / files.CLEANER_OFFSET_CHECKPOINT, {("half", 0): half_checkpoint}
-    )
+    write_checkpoint(tmp_path / CLEANER_OFFSET_CHECKPOINT, {("half", 0): half_checkpoint})
     manager = LogCleanerManager(tmp_path, dedupe_buffer_size=BIG_MAP)
     logs: list[tuple[tuple[str, int], object]] = [
         (("plain", 0), plain),
