@@ -27,7 +27,7 @@ from kafkacompat.storage.producer_state import ProducerStateRegistry
 if TYPE_CHECKING:
     from kafkacompat.coordinators.group_coordinator import GroupCoordinator
     from kafkacompat.coordinators.group_store import LoadedGroups
-    from kafkacompat.storage.cleaner import LogCleanerManager
+    from kafkacompat.storage.log_cleaner_manager import LogCleanerManager
 
 log = logging.getLogger(__name__)
 
@@ -331,7 +331,7 @@ class Broker:
     @property
     def log_cleaner(self) -> LogCleanerManager:
         if self._log_cleaner is None:
-            from kafkacompat.storage.cleaner import LogCleanerManager
+            from kafkacompat.storage.log_cleaner_manager import LogCleanerManager
 
             self._log_cleaner = LogCleanerManager(
                 self.data_dir if self.engine == "disk" else None,
@@ -344,7 +344,7 @@ class Broker:
         """Kafka's log cleaner thread: compact the dirtiest log, in a worker thread, and again
         while one is dirty enough; returns how many rounds ran. The server calls it every
         log.cleaner.backoff.ms when log.cleaner.enable is set."""
-        from kafkacompat.storage.cleaner import CleaningAborted, clean
+        from kafkacompat.storage.log_cleaner import CleaningAborted, clean
 
         if self.engine != "disk":
             return 0  # the memory and null engines keep no segments to rewrite
@@ -396,7 +396,7 @@ class Broker:
 
     def _producer_last_offsets(self, tp: TopicPartition) -> dict[int, int] | None:
         """Each active producer's last batch offset in the partition: its batch must keep at
-        least a header through compaction (see kafkacompat.storage.cleaner). None when no
+        least a header through compaction (see kafkacompat.storage.log_cleaner). None when no
         produce has loaded the partition's state since start: loading it here would read the
         log on the event loop, and the cleaner then keeps every emptied idempotent batch's
         header, which is never wrong, only a little larger."""

@@ -47,7 +47,7 @@ import contextlib
 import os
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import Final, Protocol
 
 from kafkacompat.records.batch import (
     FIELD_BATCH_LENGTH,
@@ -71,6 +71,12 @@ from kafkacompat.storage.checkpoint_file import (
     read_leader_epoch_checkpoint,
     write_leader_epoch_checkpoint,
 )
+from kafkacompat.storage.cleaned_segment import (
+    CLEANED_SUFFIX,
+    SWAP_SUFFIX,
+    CleanedSegment,
+    swap_file_next_offset,
+)
 from kafkacompat.storage.epoch import LeaderEpochCache
 from kafkacompat.storage.index import CorruptIndexError
 from kafkacompat.storage.log_validator import ValidatedRecords, validate_records
@@ -85,9 +91,6 @@ from kafkacompat.storage.segment import (
     LogSegment,
     Opener,
 )
-
-if TYPE_CHECKING:
-    from kafkacompat.storage.cleaner import CleanedSegment
 
 LOG_APPEND_TIME: Final = "LogAppendTime"
 # Leftovers of interrupted renames, cleanings and deletions; Kafka deletes these on load.
@@ -333,8 +336,6 @@ class Log:
         segment whose base offset falls in its range and takes its final name. A ``.swap``
         of a newer base than some ``.cleaned`` file belongs to a round that never got that
         far and is dropped with it (pass 1 deletes the ``.cleaned`` files)."""
-        from kafkacompat.storage.cleaner import CLEANED_SUFFIX, SWAP_SUFFIX, swap_file_next_offset
-
         swap_logs = sorted(
             int(name[:20])
             for name in names
@@ -790,8 +791,6 @@ class Log:
         is gone meanwhile (retention, DeleteRecords, topic deletion). Runs on the thread that
         serves reads: a read copies its bytes out before anything else runs, so no reader
         ever sees the old segment's name pointing at the new file."""
-        from kafkacompat.storage.cleaner import CLEANED_SUFFIX, SWAP_SUFFIX
-
         old = [snapshot.segment for snapshot in cleaned.replaces]
         try:
             first = self._segments.index(old[0])

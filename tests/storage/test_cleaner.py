@@ -1,4 +1,4 @@
-"""Log compaction (kafkacompat.storage.cleaner): rounds driven by hand on real disk logs.
+"""Log compaction (kafkacompat.storage.log_cleaner and its neighbours): rounds driven by hand on real disk logs.
 
 Each round is what the broker's cleaner task does, minus the thread: plan with
 :func:`cleanable_range`, :func:`clean` on the plan's descriptors, then
@@ -30,20 +30,18 @@ from kafkacompat.records.batch import (
 )
 from kafkacompat.storage.base import AppendInfo
 from kafkacompat.storage.checkpoint_file import CLEANER_OFFSET_CHECKPOINT, write_checkpoint
-from kafkacompat.storage.cleaner import (
-    MAP_ENTRY_OVERHEAD,
-    CleanedSegment,
-    CleaningAborted,
-    CleanResult,
-    LogCleanerManager,
-    SegmentSnapshot,
-    clean,
-    cleanable_range,
-    group_segments_by_size,
-)
+from kafkacompat.storage.cleaned_segment import CleanedSegment, SegmentSnapshot
 from kafkacompat.storage.config import LogConfig
 from kafkacompat.storage.log import Log
+from kafkacompat.storage.log_cleaner import (
+    CleaningAborted,
+    CleanResult,
+    clean,
+    group_segments_by_size,
+)
+from kafkacompat.storage.log_cleaner_manager import LogCleanerManager, cleanable_range
 from kafkacompat.storage.memory import MemoryLog
+from kafkacompat.storage.offset_map import MAP_ENTRY_OVERHEAD
 from kafkacompat.storage.segment import MAX_RELATIVE_OFFSET, LogSegment
 
 from .log_helpers import region_bytes
