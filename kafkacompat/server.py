@@ -510,7 +510,7 @@ async def serve(
     # Dynamic broker configs (AlterConfigs on the broker) persist in the data dir; the module
     # that owns them is imported only when there is something to apply.
     if engine == "disk" and (broker.data_dir / DYNAMIC_BROKER_CONFIGS).exists():
-        from kafkacompat.handlers.configs import load_dynamic_broker_configs
+        from kafkacompat.dynamic_config import load_dynamic_broker_configs
 
         load_dynamic_broker_configs(broker)
     server = Server(broker)
