@@ -13,7 +13,7 @@ import pytest
 from interop.admin_clients import admin_client
 from interop.clients import CLIENTS, Consumed, Record, consume, produce, require
 from interop.conftest import BrokerProcess, new_broker, unique_topic
-from kafkacompat.storage import files
+from kafkacompat.storage.checkpoint_file import CLEANER_OFFSET_CHECKPOINT, read_checkpoint
 
 KEYS = 12
 RECORDS = 600
@@ -79,12 +79,12 @@ def compacted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Compacted]:
         assert [c.offset for c in written] == list(range(len(records)))
 
         partition_dir = broker.data_dir / f"{topic}-0"
-        checkpoint_path = broker.data_dir / files.CLEANER_OFFSET_CHECKPOINT
+        checkpoint_path = broker.data_dir / CLEANER_OFFSET_CHECKPOINT
         deadline = time.monotonic() + WAIT_S
         first_dirty = -1
         while time.monotonic() < deadline:
             if checkpoint_path.exists():
-                first_dirty = files.read_checkpoint(checkpoint_path).get((topic, 0), -1)
+                first_dirty = read_checkpoint(checkpoint_path).get((topic, 0), -1)
                 if first_dirty == _active_base(partition_dir):
                     break
             time.sleep(0.05)

@@ -31,7 +31,7 @@ from kafkacompat.storage.manager import Engine, LogManager, Topic
 if TYPE_CHECKING:
     from kafkacompat.coordinators.group_coordinator import GroupCoordinator
     from kafkacompat.coordinators.group_store import LoadedGroups
-    from kafkacompat.storage.cleaner import LogCleanerManager
+    from kafkacompat.storage.log_cleaner_manager import LogCleanerManager
 
 log = logging.getLogger(__name__)
 
@@ -334,7 +334,7 @@ class Broker:
     @property
     def log_cleaner(self) -> LogCleanerManager:
         if self._log_cleaner is None:
-            from kafkacompat.storage.cleaner import LogCleanerManager
+            from kafkacompat.storage.log_cleaner_manager import LogCleanerManager
 
             self._log_cleaner = LogCleanerManager(
                 self.data_dir if self.engine == "disk" else None,
@@ -347,7 +347,7 @@ class Broker:
         """Kafka's log cleaner thread: compact the dirtiest log, in a worker thread, and again
         while one is dirty enough; returns how many rounds ran. The server calls it every
         log.cleaner.backoff.ms when log.cleaner.enable is set."""
-        from kafkacompat.storage.cleaner import CleaningAborted, clean
+        from kafkacompat.storage.log_cleaner import CleaningAborted, clean
 
         if self.engine != "disk":
             return 0  # the memory and null engines keep no segments to rewrite

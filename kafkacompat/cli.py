@@ -10,7 +10,9 @@ import sys
 from kafkacompat import __version__
 from kafkacompat.config import BrokerConfig, parse_listener, read_server_properties
 from kafkacompat.errors import KafkaProtocolError
-from kafkacompat.storage.files import CorruptFileError, DataDirInUseError, NodeIdMismatchError
+from kafkacompat.storage.atomic_file import CorruptFileError
+from kafkacompat.storage.data_dir import DataDirInUseError
+from kafkacompat.storage.meta_properties import NodeIdMismatchError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9092

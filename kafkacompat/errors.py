@@ -190,6 +190,9 @@ class KafkaProtocolError(Exception):
     """
 
     error_code: ErrorCode = ErrorCode.UNKNOWN_SERVER_ERROR
+    record_errors: tuple[tuple[int, str | None], ...] = ()
+    """KIP-467: (index in the batch, why) of each record that made a produce fail, when the
+    failure names records (Produce v8+ ``record_errors``)."""
 
     def __init__(self, message: str, error_code: ErrorCode | None = None) -> None:
         super().__init__(message)

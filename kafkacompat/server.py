@@ -48,6 +48,7 @@ from typing import Any, cast
 
 from kafkacompat.broker import Broker
 from kafkacompat.config import BrokerConfig
+from kafkacompat.dynamic_config import DYNAMIC_BROKER_CONFIGS
 from kafkacompat.handlers import HANDLERS, load_all
 from kafkacompat.handlers.api_versions import unsupported_version_response
 from kafkacompat.handlers.context import CloseConnection, RequestContext
@@ -60,7 +61,6 @@ from kafkacompat.protocol.message import Message
 from kafkacompat.protocol.primitives import DecodeError
 from kafkacompat.protocol.supported import SUPPORTED_VERSIONS
 from kafkacompat.security.session import Session
-from kafkacompat.storage.files import DYNAMIC_BROKER_CONFIGS
 
 log = logging.getLogger("kafkacompat.server")
 
@@ -510,7 +510,7 @@ async def serve(
     # Dynamic broker configs (AlterConfigs on the broker) persist in the data dir; the module
     # that owns them is imported only when there is something to apply.
     if engine == "disk" and (broker.data_dir / DYNAMIC_BROKER_CONFIGS).exists():
-        from kafkacompat.handlers.configs import load_dynamic_broker_configs
+        from kafkacompat.dynamic_config import load_dynamic_broker_configs
 
         load_dynamic_broker_configs(broker)
     server = Server(broker)

@@ -30,8 +30,8 @@ from kafkacompat.cluster.partition import FetchIsolation, LogReadResult, Partiti
 from kafkacompat.errors import ErrorCode, KafkaProtocolError
 from kafkacompat.metadata.image import MetadataDelta, MetadataImage, TopicImage
 from kafkacompat.storage.base import AppendInfo
-from kafkacompat.storage.files import TopicRecord
 from kafkacompat.storage.manager import LogManager
+from kafkacompat.storage.topic_records import TopicRecord
 from kafkacompat.storage.unified_log import UnifiedLog
 
 TopicPartition = tuple[str, int]

@@ -59,8 +59,9 @@ from kafkacompat.records.batch import (
 from kafkacompat.records.control import ControlRecordType, decode_control_record_key
 from kafkacompat.records.varint import read_varint
 from kafkacompat.storage.base import FileRegion, PartitionLog
-from kafkacompat.storage.files import TopicRecord, random_kafka_uuid
+from kafkacompat.storage.kafka_uuid import random_kafka_uuid
 from kafkacompat.storage.manager import LogManager, Topic
+from kafkacompat.storage.topic_records import TopicRecord
 
 log = logging.getLogger(__name__)
 

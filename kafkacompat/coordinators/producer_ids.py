@@ -34,12 +34,8 @@ from typing import Final, NamedTuple
 
 from kafkacompat.errors import ErrorCode, KafkaProtocolError
 from kafkacompat.records.batch import NO_PRODUCER_EPOCH, NO_PRODUCER_ID
-from kafkacompat.storage.files import (
-    CorruptFileError,
-    atomic_write,
-    format_properties,
-    read_properties,
-)
+from kafkacompat.storage.atomic_file import CorruptFileError, atomic_write
+from kafkacompat.storage.properties_file import format_properties, read_properties
 
 PRODUCER_IDS_FILE: Final = "__kafkacompat_producer_ids.properties"
 PRODUCER_IDS_FILE_VERSION: Final = 0

@@ -30,7 +30,8 @@ FAMILIES: Final[Mapping[str, tuple[int, ...]]] = {
     "init_producer_id": (K.INIT_PRODUCER_ID,),
     # admin
     "admin_topics": (K.CREATE_TOPICS, K.DELETE_TOPICS, K.CREATE_PARTITIONS, K.DELETE_RECORDS),
-    "configs": (K.DESCRIBE_CONFIGS, K.ALTER_CONFIGS, K.INCREMENTAL_ALTER_CONFIGS),
+    "configs": (K.DESCRIBE_CONFIGS,),
+    "alter_configs": (K.ALTER_CONFIGS, K.INCREMENTAL_ALTER_CONFIGS),
     "cluster": (K.DESCRIBE_CLUSTER, K.DESCRIBE_LOG_DIRS),
     # consumer groups
     "groups": (

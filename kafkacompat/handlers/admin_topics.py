@@ -15,8 +15,9 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from kafkacompat.broker import Broker
+from kafkacompat.dynamic_config import load_dynamic_broker_configs
 from kafkacompat.errors import ErrorCode, KafkaProtocolError
-from kafkacompat.handlers.configs import Refused, load_dynamic_broker_configs, topic_config_rows
+from kafkacompat.handlers.configs import Refused, topic_config_rows
 from kafkacompat.handlers.context import Handler, RequestContext
 from kafkacompat.metadata.image import TopicImage
 from kafkacompat.metadata.local_controller import collision_key, validate_topic_name

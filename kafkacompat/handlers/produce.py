@@ -30,7 +30,6 @@ from kafkacompat.protocol.messages.produce_response import (
     TopicProduceResponse,
 )
 from kafkacompat.security.authorizer import AclOperation, ResourceType
-from kafkacompat.storage.log_validator import RecordValidationError
 
 API_KEY = ApiKey.PRODUCE
 
@@ -62,7 +61,9 @@ def append_partition(
         )
     try:
         info = ctx.broker.replica_manager.append_records(partition, records, now_ms=now_ms)
-    except RecordValidationError as exc:
+    except KafkaProtocolError as exc:
+        if not exc.record_errors:
+            return _error(index, exc.error_code, str(exc))
         # KIP-467: the records that failed, each with its index in the batch.
         return PartitionProduceResponse(
             index=index,
@@ -70,15 +71,11 @@ def append_partition(
             base_offset=-1,
             log_start_offset=partition.log_start_offset,
             record_errors=[
-                BatchIndexAndErrorMessage(
-                    batch_index=e.batch_index, batch_index_error_message=e.message
-                )
-                for e in exc.record_errors
+                BatchIndexAndErrorMessage(batch_index=i, batch_index_error_message=why)
+                for i, why in exc.record_errors
             ],
             error_message=str(exc),
         )
-    except KafkaProtocolError as exc:
-        return _error(index, exc.error_code, str(exc))
     return PartitionProduceResponse(
         index=index,
         error_code=ErrorCode.NONE,

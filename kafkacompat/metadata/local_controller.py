@@ -35,8 +35,14 @@ from kafkacompat.metadata.image import (
     PartitionsAdded,
     TopicImage,
 )
-from kafkacompat.storage import files
 from kafkacompat.storage.config import LogConfig
+from kafkacompat.storage.kafka_uuid import random_kafka_uuid, uuid_to_base64
+from kafkacompat.storage.topic_records import (
+    TopicRecord,
+    delete_topic_file,
+    read_topics,
+    write_topic,
+)
 
 MAX_TOPIC_NAME_LENGTH: Final = 249  # Kafka's Topic.MAX_NAME_LENGTH: room for "-<partition>" etc.
 _LEGAL_TOPIC_CHARS: Final = re.compile(r"[a-zA-Z0-9._-]+")
@@ -81,8 +87,8 @@ def collision_key(name: str) -> str:
     return name.replace(".", "_")
 
 
-def _record(topic: TopicImage) -> files.TopicRecord:
-    return files.TopicRecord(topic.name, topic.topic_id, topic.partitions, dict(topic.configs))
+def _record(topic: TopicImage) -> TopicRecord:
+    return TopicRecord(topic.name, topic.topic_id, topic.partitions, dict(topic.configs))
 
 
 class LocalController:
@@ -99,13 +105,13 @@ class LocalController:
 
     # -- loading and subscribing -----------------------------------------------------------------
 
-    def load_records(self) -> list[files.TopicRecord]:
+    def load_records(self) -> list[TopicRecord]:
         """The committed topics, read from the data dir (none without one)."""
         if self.data_dir is None or not self.data_dir.is_dir():
             return []
-        return files.read_topics(self.data_dir)
+        return read_topics(self.data_dir)
 
-    def start(self, cluster_id: str, records: list[files.TopicRecord]) -> MetadataImage:
+    def start(self, cluster_id: str, records: list[TopicRecord]) -> MetadataImage:
         """The image at start-up: what :meth:`load_records` read, in the cluster it belongs to."""
         topics = {
             r.name: TopicImage(r.name, r.topic_id, r.partitions, dict(r.configs)) for r in records
@@ -124,7 +130,7 @@ class LocalController:
 
     def _commit(self, topic: TopicImage) -> None:
         if self.data_dir is not None:
-            files.write_topic(self.data_dir, _record(topic))
+            write_topic(self.data_dir, _record(topic))
 
     def topic(self, name: str) -> TopicImage:
         found = self.image.topic(name)
@@ -158,9 +164,9 @@ class LocalController:
         overrides = dict(configs or {})
         LogConfig.from_props(overrides, self.broker_config)  # INVALID_CONFIG
         if topic_id is None:
-            topic_id = files.random_kafka_uuid()
+            topic_id = random_kafka_uuid()
         elif topic_id.int == 0 or topic_id in self.image.topics_by_id:
-            raise InvalidTopicError(f"topic id {files.uuid_to_base64(topic_id)} is not usable")
+            raise InvalidTopicError(f"topic id {uuid_to_base64(topic_id)} is not usable")
         topic = TopicImage(name, topic_id, partitions, overrides)
         if validate_only:
             return topic
@@ -220,7 +226,7 @@ class LocalController:
         """DeleteTopics: forget the topic (the commit point), then publish."""
         topic = self.topic(name)
         if self.data_dir is not None:
-            files.delete_topic_file(self.data_dir, topic.topic_id)
+            delete_topic_file(self.data_dir, topic.topic_id)
         self._collisions.pop(collision_key(name), None)
         remaining = {n: t for n, t in self.image.topics.items() if n != name}
         self._publish(MetadataDelta(deleted=(topic,)), remaining)

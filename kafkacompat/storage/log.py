@@ -48,7 +48,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import Final, Protocol
 
 from kafkacompat.records.batch import (
     FIELD_BATCH_LENGTH,
@@ -59,13 +59,24 @@ from kafkacompat.records.batch import (
     RecordBatch,
     TimestampType,
 )
-from kafkacompat.storage import files
+from kafkacompat.storage.atomic_file import CorruptFileError, fsync_dir
 from kafkacompat.storage.base import (
     AppendInfo,
     FileRegion,
     OffsetOutOfRangeError,
     ReadResult,
     TimestampOffset,
+)
+from kafkacompat.storage.checkpoint_file import (
+    LEADER_EPOCH_CHECKPOINT,
+    read_leader_epoch_checkpoint,
+    write_leader_epoch_checkpoint,
+)
+from kafkacompat.storage.cleaned_segment import (
+    CLEANED_SUFFIX,
+    SWAP_SUFFIX,
+    CleanedSegment,
+    swap_file_next_offset,
 )
 from kafkacompat.storage.epoch import LeaderEpochCache
 from kafkacompat.storage.index import CorruptIndexError
@@ -81,9 +92,6 @@ from kafkacompat.storage.segment import (
     LogSegment,
     Opener,
 )
-
-if TYPE_CHECKING:
-    from kafkacompat.storage.cleaner import CleanedSegment
 
 LOG_APPEND_TIME: Final = "LogAppendTime"
 # Leftovers of interrupted renames, cleanings and deletions; Kafka deletes these on load.
@@ -332,8 +340,6 @@ class Log:
         segment whose base offset falls in its range and takes its final name. A ``.swap``
         of a newer base than some ``.cleaned`` file belongs to a round that never got that
         far and is dropped with it (pass 1 deletes the ``.cleaned`` files)."""
-        from kafkacompat.storage.cleaner import CLEANED_SUFFIX, SWAP_SUFFIX, swap_file_next_offset
-
         swap_logs = sorted(
             int(name[:20])
             for name in names
@@ -362,26 +368,26 @@ class Log:
                 if name.startswith(f"{base:020d}.") and name.endswith(SWAP_SUFFIX):
                     source = os.path.join(self.directory, name)
                     os.replace(source, source[: -len(SWAP_SUFFIX)])
-        files.fsync_dir(self.directory)
+        fsync_dir(self.directory)
 
     @property
     def _epoch_checkpoint_path(self) -> str:
-        return os.path.join(self.directory, files.LEADER_EPOCH_CHECKPOINT)
+        return os.path.join(self.directory, LEADER_EPOCH_CHECKPOINT)
 
     def _read_epoch_checkpoint(self) -> list[tuple[int, int]] | None:
         """Load the checkpoint into the cache; returns its entries, or None when it is missing
         or unreadable (it holds nothing the log's batches cannot tell again)."""
         try:
-            entries = files.read_leader_epoch_checkpoint(self._epoch_checkpoint_path)
+            entries = read_leader_epoch_checkpoint(self._epoch_checkpoint_path)
             if entries is not None:
                 self._epochs = LeaderEpochCache(entries)
             return entries
-        except (files.CorruptFileError, ValueError):
+        except (CorruptFileError, ValueError):
             self._epochs = LeaderEpochCache()
             return None
 
     def _write_epoch_checkpoint(self) -> None:
-        files.write_leader_epoch_checkpoint(self._epoch_checkpoint_path, self._epochs.entries)
+        write_leader_epoch_checkpoint(self._epoch_checkpoint_path, self._epochs.entries)
         self._epochs_dirty = False
 
     def _first_unflushed_index(self, clean_shutdown: bool) -> int:
@@ -791,8 +797,6 @@ class Log:
         is gone meanwhile (retention, DeleteRecords, topic deletion). Runs on the thread that
         serves reads: a read copies its bytes out before anything else runs, so no reader
         ever sees the old segment's name pointing at the new file."""
-        from kafkacompat.storage.cleaner import CLEANED_SUFFIX, SWAP_SUFFIX
-
         old = [snapshot.segment for snapshot in cleaned.replaces]
         try:
             first = self._segments.index(old[0])
@@ -814,7 +818,7 @@ class Log:
         self._pending_deletions.append(_PendingDeletion(renamed, now_ms))
         for suffix in reversed(suffixes):
             os.replace(cleaned.path(suffix, SWAP_SUFFIX), cleaned.path(suffix, ""))
-        files.fsync_dir(self.directory)
+        fsync_dir(self.directory)
         new = self._new_segment(cleaned.base_offset)
         self._segments[first : first + len(old)] = [new]
         self._base_offsets = [segment.base_offset for segment in self._segments]

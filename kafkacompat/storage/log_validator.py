@@ -96,7 +96,7 @@ class RecordValidationError(KafkaProtocolError):
 
     def __init__(self, message: str, error_code: ErrorCode, record_errors: list[RecordError]):
         super().__init__(message, error_code)
-        self.record_errors = record_errors
+        self.record_errors = tuple(record_errors)
 
 
 class RecordBatchTooLargeError(InvalidRecordError):

@@ -30,13 +30,36 @@ from pathlib import Path
 from typing import Final, Literal, Protocol, runtime_checkable
 
 from kafkacompat.errors import ErrorCode, KafkaProtocolError
-from kafkacompat.storage import files
 from kafkacompat.storage.base import PartitionLog
+from kafkacompat.storage.checkpoint_file import (
+    LOG_START_OFFSET_CHECKPOINT,
+    RECOVERY_POINT_CHECKPOINT,
+    REPLICATION_OFFSET_CHECKPOINT,
+    read_checkpoint,
+    write_checkpoint,
+)
 from kafkacompat.storage.config import LogConfig
+from kafkacompat.storage.data_dir import (
+    consume_clean_shutdown,
+    lock_data_dir,
+    unlock_data_dir,
+    write_clean_shutdown,
+)
 from kafkacompat.storage.fdpool import FdPool
-from kafkacompat.storage.files import TopicPartition
+from kafkacompat.storage.kafka_uuid import random_kafka_uuid, uuid_to_base64
 from kafkacompat.storage.memory import MemoryLog
+from kafkacompat.storage.meta_properties import MetaProperties, ensure_meta_properties
 from kafkacompat.storage.null import NullLog
+from kafkacompat.storage.partition_dir import (
+    DELETE_SUFFIX,
+    TopicPartition,
+    delete_dir_name,
+    parse_partition_dir_name,
+    partition_dir_name,
+    read_partition_metadata,
+    write_partition_metadata,
+)
+from kafkacompat.storage.topic_records import TOPICS_DIR, TopicRecord
 
 Engine = Literal["disk", "memory", "null"]
 
@@ -129,8 +152,8 @@ class Topic:
     def partitions(self) -> int:
         return len(self.logs)
 
-    def record(self) -> files.TopicRecord:
-        return files.TopicRecord(self.name, self.topic_id, self.partitions, self.config.to_props())
+    def record(self) -> TopicRecord:
+        return TopicRecord(self.name, self.topic_id, self.partitions, self.config.to_props())
 
 
 class LogManager:
@@ -161,7 +184,7 @@ class LogManager:
         """Set by a broker before start(): rolled segments are fsynced by its flusher."""
         self.fd_pool = FdPool() if engine == "disk" else None
         self._requested_cluster_id = cluster_id
-        self.meta: files.MetaProperties | None = None
+        self.meta: MetaProperties | None = None
         self.clean_shutdown = False
         """Whether the previous run shut down cleanly (the marker was present at start)."""
         self._topics: dict[str, Topic] = {}
@@ -183,30 +206,28 @@ class LogManager:
             raise RuntimeError("LogManager.start() has not run")
         return self.meta.cluster_id
 
-    def start(self, records: Iterable[files.TopicRecord] = ()) -> None:
+    def start(self, records: Iterable[TopicRecord] = ()) -> None:
         """Open the data dir and the logs of ``records``, the topics the metadata image holds
         (their folders are created where a crash left them missing)."""
         records = list(records)
         data = self.data_dir
         if data is None:
-            self.meta = files.MetaProperties(
+            self.meta = MetaProperties(
                 self.node_id,
-                self._requested_cluster_id or files.uuid_to_base64(files.random_kafka_uuid()),
-                files.uuid_to_base64(files.random_kafka_uuid()),
+                self._requested_cluster_id or uuid_to_base64(random_kafka_uuid()),
+                uuid_to_base64(random_kafka_uuid()),
             )
             self._started = True
             for record in records:
                 self.create_logs(record)
             return
         data.mkdir(parents=True, exist_ok=True)
-        files.lock_data_dir(data)
-        self.meta = files.ensure_meta_properties(data, self.node_id, self._requested_cluster_id)
-        self.clean_shutdown = files.consume_clean_shutdown(data)
-        recovery_points = files.read_checkpoint(data / files.RECOVERY_POINT_CHECKPOINT)
-        log_starts = files.read_checkpoint(data / files.LOG_START_OFFSET_CHECKPOINT)
-        self.high_watermark_checkpoint = files.read_checkpoint(
-            data / files.REPLICATION_OFFSET_CHECKPOINT
-        )
+        lock_data_dir(data)
+        self.meta = ensure_meta_properties(data, self.node_id, self._requested_cluster_id)
+        self.clean_shutdown = consume_clean_shutdown(data)
+        recovery_points = read_checkpoint(data / RECOVERY_POINT_CHECKPOINT)
+        log_starts = read_checkpoint(data / LOG_START_OFFSET_CHECKPOINT)
+        self.high_watermark_checkpoint = read_checkpoint(data / REPLICATION_OFFSET_CHECKPOINT)
         if self._persists_partitions:
             self._remove_strays(records)
         now = self.now_ms()
@@ -219,7 +240,7 @@ class LogManager:
                 if directory is not None and not directory.exists():
                     # Committed, then a crash before the folder was made: make it now.
                     directory.mkdir()
-                    files.write_partition_metadata(directory, record.topic_id)
+                    write_partition_metadata(directory, record.topic_id)
                 topic.logs.append(
                     self._open_log(
                         topic,
@@ -263,31 +284,31 @@ class LogManager:
         """``<data>/<topic>-<partition>``; None when partitions are not persisted."""
         if not self._persists_partitions or self.data_dir is None:
             return None
-        return self.data_dir / files.partition_dir_name(topic, partition)
+        return self.data_dir / partition_dir_name(topic, partition)
 
-    def _remove_strays(self, records: list[files.TopicRecord]) -> None:
+    def _remove_strays(self, records: list[TopicRecord]) -> None:
         """Delete folders no persisted topic claims: leftovers of a crash mid create/delete,
         and ``-delete`` folders whose removal was interrupted."""
         assert self.data_dir is not None
         claimed = {(r.name, p): r.topic_id for r in records for p in range(r.partitions)}
         for path in self.data_dir.iterdir():
-            if not path.is_dir() or path.name == files.TOPICS_DIR:
+            if not path.is_dir() or path.name == TOPICS_DIR:
                 continue
-            if path.name.endswith(files.DELETE_SUFFIX):
+            if path.name.endswith(DELETE_SUFFIX):
                 shutil.rmtree(path, ignore_errors=True)
                 continue
-            tp = files.parse_partition_dir_name(path.name)
+            tp = parse_partition_dir_name(path.name)
             if tp is None:
                 continue
             expected = claimed.get(tp)
-            if expected is None or files.read_partition_metadata(path) not in (None, expected):
+            if expected is None or read_partition_metadata(path) not in (None, expected):
                 self._delete_partition_dir(path, tp)
 
     def _delete_partition_dir(self, path: Path, tp: TopicPartition) -> None:
         # Rename first (one atomic step, as Kafka does) so a crash mid-rmtree leaves a folder
         # that is obviously garbage rather than a half-deleted partition.
         assert self.data_dir is not None
-        target = self.data_dir / files.delete_dir_name(tp[0], tp[1], uuid.uuid4())
+        target = self.data_dir / delete_dir_name(tp[0], tp[1], uuid.uuid4())
         path.rename(target)
         shutil.rmtree(target, ignore_errors=True)
 
@@ -333,7 +354,7 @@ class LogManager:
 
     # -- applying metadata changes (the controller decided and committed them) -------------------
 
-    def create_logs(self, record: files.TopicRecord) -> Topic:
+    def create_logs(self, record: TopicRecord) -> Topic:
         """Create the partition folders and logs of a topic the controller created."""
         self._require_started()
         config = LogConfig.from_props(record.configs, self.broker_config)
@@ -350,7 +371,7 @@ class LogManager:
                 if directory.exists():  # a stray from a crash; no topic owns it
                     self._delete_partition_dir(directory, (topic.name, partition))
                 directory.mkdir()
-                files.write_partition_metadata(directory, topic.topic_id)
+                write_partition_metadata(directory, topic.topic_id)
             topic.logs.append(
                 self._open_log(topic, partition, recovery_point=0, log_start_offset=0, now_ms=now)
             )
@@ -411,9 +432,9 @@ class LogManager:
             watermarks[tp] = (
                 log.log_end_offset if high_watermarks is None else high_watermarks.get(tp, 0)
             )
-        files.write_checkpoint(self.data_dir / files.RECOVERY_POINT_CHECKPOINT, recovery)
-        files.write_checkpoint(self.data_dir / files.LOG_START_OFFSET_CHECKPOINT, starts)
-        files.write_checkpoint(self.data_dir / files.REPLICATION_OFFSET_CHECKPOINT, watermarks)
+        write_checkpoint(self.data_dir / RECOVERY_POINT_CHECKPOINT, recovery)
+        write_checkpoint(self.data_dir / LOG_START_OFFSET_CHECKPOINT, starts)
+        write_checkpoint(self.data_dir / REPLICATION_OFFSET_CHECKPOINT, watermarks)
 
     def run_retention(self, now_ms: int) -> int:
         """One pass of Kafka's retention check (scheduled every log.retention.check.interval.ms);
@@ -435,9 +456,9 @@ class LogManager:
         if self.fd_pool is not None:
             self.fd_pool.close_all()
         if self.data_dir is not None:
-            files.write_clean_shutdown(self.data_dir)
+            write_clean_shutdown(self.data_dir)
         if self.data_dir is not None:
-            files.unlock_data_dir(self.data_dir)
+            unlock_data_dir(self.data_dir)
         self._started = False
 
     def with_broker_config(self, broker_config: Mapping[str, str]) -> None:

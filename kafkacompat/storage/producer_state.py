@@ -82,8 +82,9 @@ from kafkacompat.records.batch import (
     iter_batches,
 )
 from kafkacompat.records.compression import BytesLike
+from kafkacompat.storage.atomic_file import atomic_write, fsync_dir
 from kafkacompat.storage.base import FileRegion, PartitionLog
-from kafkacompat.storage.files import TopicPartition, atomic_write, fsync_dir
+from kafkacompat.storage.partition_dir import TopicPartition
 from kafkacompat.storage.producer_entry import (
     NO_TIMESTAMP,
     BatchMetadata,

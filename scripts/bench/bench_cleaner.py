@@ -5,7 +5,7 @@
 
 A ``cleanup.policy=compact`` log of 100-byte values under 10,000 keys (``--quick``: fewer
 records), written as 10-record batches (uncompressed, and lz4) into 8 MiB segments and
-flushed. Timed: one round of :func:`kafkacompat.storage.cleaner.clean` over every rolled
+flushed. Timed: one round of :func:`kafkacompat.storage.log_cleaner.clean` over every rolled
 segment (offset map, filtering, writing the cleaned segments and their indexes, fsync) and the
 swap. Baseline, in the same run on the same files: ``os.pread`` of every segment plus CRC-32C
 of every batch (what a recovery of the same log costs). Best of 3, each on a fresh copy.
@@ -30,9 +30,11 @@ import crc32c
 from kafkacompat.records.batch import ATTRIBUTES_OFFSET
 from kafkacompat.records.builder import RecordBatchBuilder
 from kafkacompat.records.compression import CompressionType
-from kafkacompat.storage.cleaner import clean, cleanable_range, iter_file_batches
 from kafkacompat.storage.config import LogConfig
+from kafkacompat.storage.file_records import iter_file_batches
 from kafkacompat.storage.log import Log
+from kafkacompat.storage.log_cleaner import clean
+from kafkacompat.storage.log_cleaner_manager import cleanable_range
 
 KEYS = 10_000
 PER_BATCH = 10

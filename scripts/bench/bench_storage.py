@@ -61,11 +61,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import crc32c
 
 from kafkacompat.records.builder import RecordBatchBuilder
-from kafkacompat.storage import files
 from kafkacompat.storage.base import FileRegion
 from kafkacompat.storage.fdpool import FdPool
 from kafkacompat.storage.log import DefaultLogSettings, Log
 from kafkacompat.storage.manager import LogManager
+from kafkacompat.storage.partition_dir import partition_dir_name
 
 ROOT = Path(__file__).resolve().parents[2]
 KiB = 1024
@@ -601,7 +601,7 @@ def bench_startup(settings: Settings, data: Path, batch: Batch, profile: bool) -
     manager.shutdown()
     first_shutdown_s = perf_counter() - shutdown_start
     end_offset = per_partition * batch.records
-    partition_dirs = [data / files.partition_dir_name(TOPIC, p) for p in range(partitions)]
+    partition_dirs = [data / partition_dir_name(TOPIC, p) for p in range(partitions)]
     startup = "LogManager(...).start()"
     touch = "log_end_offset of every partition, after start()"
 

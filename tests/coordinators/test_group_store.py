@@ -33,7 +33,8 @@ from kafkacompat.protocol.internal_topics.group_metadata_value import (
 from kafkacompat.records import ControlRecordType, RecordBatchBuilder
 from kafkacompat.records.control import build_end_transaction_marker_batch
 from kafkacompat.storage.base import ReadResult
-from kafkacompat.storage.cleaner import LogCleanerManager, clean, cleanable_range
+from kafkacompat.storage.log_cleaner import clean
+from kafkacompat.storage.log_cleaner_manager import LogCleanerManager, cleanable_range
 from kafkacompat.storage.manager import Engine, LogManager
 from tests.coordinators.test_group_coordinator import Harness, subscription
 from tests.storage.stack import Stack

@@ -15,7 +15,8 @@ from kafkacompat.coordinators.producer_ids import (
     init_producer_id,
 )
 from kafkacompat.errors import ErrorCode
-from kafkacompat.storage.files import CorruptFileError, read_properties
+from kafkacompat.storage.atomic_file import CorruptFileError
+from kafkacompat.storage.properties_file import read_properties
 
 _MAX_ID = (1 << 63) - 1
 

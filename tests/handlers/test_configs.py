@@ -10,8 +10,8 @@ import pytest
 
 from kafkacompat.broker import Broker
 from kafkacompat.config import BROKER_CONFIGS
+from kafkacompat.dynamic_config import load_dynamic_broker_configs
 from kafkacompat.errors import ErrorCode
-from kafkacompat.handlers.configs import load_dynamic_broker_configs
 from kafkacompat.protocol.messages import alter_configs_request as legacy
 from kafkacompat.protocol.messages import incremental_alter_configs_request as incremental
 from kafkacompat.protocol.messages.describe_configs_request import (

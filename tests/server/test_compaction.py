@@ -14,7 +14,7 @@ from kafkacompat.protocol.messages.create_topics_request import (
 )
 from kafkacompat.records.batch import iter_batches
 from kafkacompat.records.builder import RecordBatchBuilder
-from kafkacompat.storage import files
+from kafkacompat.storage.checkpoint_file import CLEANER_OFFSET_CHECKPOINT, read_checkpoint
 from tests.server.helpers import (
     FETCH_VERSION,
     BrokerProcess,
@@ -117,7 +117,7 @@ def test_the_cleaner_compacts_a_topic_and_a_restart_keeps_the_result(tmp_path: P
             # there, and the active segment (2 KiB, some 30 records) holds the rest.
             assert len(records) < 100
             _check_latest(records, latest)
-        checkpoint = files.read_checkpoint(broker.data_dir / files.CLEANER_OFFSET_CHECKPOINT)
+        checkpoint = read_checkpoint(broker.data_dir / CLEANER_OFFSET_CHECKPOINT)
         assert checkpoint[("table", 0)] > 0
         broker.assert_healthy()
     finally:

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from kafkacompat.storage.files import CLEAN_SHUTDOWN_FILE
+from kafkacompat.storage.data_dir import CLEAN_SHUTDOWN_FILE
 from tests.server.conftest import StartBroker
 from tests.server.helpers import (
     FETCH_VERSION,

@@ -10,8 +10,9 @@ from pathlib import Path
 
 from kafkacompat.records import RecordBatchBuilder
 from kafkacompat.storage.base import FileRegion
-from kafkacompat.storage.files import TopicRecord, random_kafka_uuid
+from kafkacompat.storage.kafka_uuid import random_kafka_uuid
 from kafkacompat.storage.manager import LogManager
+from kafkacompat.storage.topic_records import TopicRecord
 
 PARTITIONS = 10_000
 

@@ -7,9 +7,9 @@ from typing import Any
 
 from kafkacompat.metadata.image import MetadataDelta, MetadataImage
 from kafkacompat.metadata.local_controller import LocalController
-from kafkacompat.storage import files
 from kafkacompat.storage.config import LogConfig
 from kafkacompat.storage.manager import LogManager, Topic
+from kafkacompat.storage.topic_records import TopicRecord
 
 
 class Stack:
@@ -29,7 +29,7 @@ class Stack:
             self.log_manager.delete_logs(topic.name)
         for topic in delta.created:
             self.log_manager.create_logs(
-                files.TopicRecord(topic.name, topic.topic_id, topic.partitions, dict(topic.configs))
+                TopicRecord(topic.name, topic.topic_id, topic.partitions, dict(topic.configs))
             )
         for added in delta.partitions_added:
             self.log_manager.add_logs(added.topic.name, added.topic.partitions)

@@ -1,4 +1,4 @@
-"""Log compaction (kafkacompat.storage.cleaner): rounds driven by hand on real disk logs.
+"""Log compaction (kafkacompat.storage.log_cleaner and its neighbours): rounds driven by hand on real disk logs.
 
 Each round is what the broker's cleaner task does, minus the thread: plan with
 :func:`cleanable_range`, :func:`clean` on the plan's descriptors, then
@@ -28,22 +28,20 @@ from kafkacompat.records.batch import (
     RECORDS_OFFSET,
     TimestampType,
 )
-from kafkacompat.storage import files
 from kafkacompat.storage.base import AppendInfo
-from kafkacompat.storage.cleaner import (
-    MAP_ENTRY_OVERHEAD,
-    CleanedSegment,
-    CleaningAborted,
-    CleanResult,
-    LogCleanerManager,
-    SegmentSnapshot,
-    clean,
-    cleanable_range,
-    group_segments_by_size,
-)
+from kafkacompat.storage.checkpoint_file import CLEANER_OFFSET_CHECKPOINT, write_checkpoint
+from kafkacompat.storage.cleaned_segment import CleanedSegment, SegmentSnapshot
 from kafkacompat.storage.config import LogConfig
 from kafkacompat.storage.log import Log
+from kafkacompat.storage.log_cleaner import (
+    CleaningAborted,
+    CleanResult,
+    clean,
+    group_segments_by_size,
+)
+from kafkacompat.storage.log_cleaner_manager import LogCleanerManager, cleanable_range
 from kafkacompat.storage.memory import MemoryLog
+from kafkacompat.storage.offset_map import MAP_ENTRY_OVERHEAD
 from kafkacompat.storage.segment import MAX_RELATIVE_OFFSET, LogSegment
 
 from .log_helpers import region_bytes
@@ -827,9 +825,7 @@ def test_the_filthiest_compacted_log_is_cleaned_first(make_log: MakeLog, tmp_pat
         fill(partition_log, 100, keys=10)
     memory = MemoryLog(compact_config())
     half_checkpoint = half.segments[2].base_offset
-    files.write_checkpoint(
-        tmp_path / files.CLEANER_OFFSET_CHECKPOINT, {("half", 0): half_checkpoint}
-    )
+    write_checkpoint(tmp_path / CLEANER_OFFSET_CHECKPOINT, {("half", 0): half_checkpoint})
     manager = LogCleanerManager(tmp_path, dedupe_buffer_size=BIG_MAP)
     logs: list[tuple[tuple[str, int], object]] = [
         (("plain", 0), plain),

@@ -6,9 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from kafkacompat.storage import files
+from kafkacompat.storage.atomic_file import CorruptFileError
+from kafkacompat.storage.checkpoint_file import (
+    LEADER_EPOCH_CHECKPOINT,
+    read_leader_epoch_checkpoint,
+    write_leader_epoch_checkpoint,
+)
 from kafkacompat.storage.epoch import UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET, LeaderEpochCache
-from kafkacompat.storage.files import CorruptFileError
 
 UNDEFINED = (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET)
 
@@ -87,16 +91,16 @@ def test_end_offset_for_an_epoch_older_than_the_log() -> None:
 
 
 def test_checkpoint_file_is_kafkas_format(tmp_path: Path) -> None:
-    path = tmp_path / files.LEADER_EPOCH_CHECKPOINT
-    files.write_leader_epoch_checkpoint(path, [(0, 0), (3, 150)])
+    path = tmp_path / LEADER_EPOCH_CHECKPOINT
+    write_leader_epoch_checkpoint(path, [(0, 0), (3, 150)])
     assert path.read_bytes() == b"0\n2\n0 0\n3 150\n"
-    assert files.read_leader_epoch_checkpoint(path) == [(0, 0), (3, 150)]
-    files.write_leader_epoch_checkpoint(path, [])
+    assert read_leader_epoch_checkpoint(path) == [(0, 0), (3, 150)]
+    write_leader_epoch_checkpoint(path, [])
     assert path.read_bytes() == b"0\n0\n"
-    assert files.read_leader_epoch_checkpoint(path) == []
-    assert files.read_leader_epoch_checkpoint(tmp_path / "absent") is None
+    assert read_leader_epoch_checkpoint(path) == []
+    assert read_leader_epoch_checkpoint(tmp_path / "absent") is None
     path.write_bytes(b"")  # how Kafka creates it
-    assert files.read_leader_epoch_checkpoint(path) == []
+    assert read_leader_epoch_checkpoint(path) == []
 
 
 @pytest.mark.parametrize(
@@ -104,7 +108,7 @@ def test_checkpoint_file_is_kafkas_format(tmp_path: Path) -> None:
     [b"0\n", b"1\n0\n", b"0\n2\n0 0\n", b"0\n1\n0\n", b"0\n1\nx 5\n", b"0\n1\n1 2 3\n", b"\xff\n"],
 )
 def test_checkpoint_file_parsing_is_strict(tmp_path: Path, content: bytes) -> None:
-    path = tmp_path / files.LEADER_EPOCH_CHECKPOINT
+    path = tmp_path / LEADER_EPOCH_CHECKPOINT
     path.write_bytes(content)
     with pytest.raises(CorruptFileError):
-        files.read_leader_epoch_checkpoint(path)
+        read_leader_epoch_checkpoint(path)

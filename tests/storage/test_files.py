@@ -8,14 +8,44 @@ from pathlib import Path
 
 import pytest
 
-from kafkacompat.storage import files
-from kafkacompat.storage.files import CorruptFileError, NodeIdMismatchError
+from kafkacompat.storage.atomic_file import CorruptFileError, atomic_write
+from kafkacompat.storage.checkpoint_file import (
+    RECOVERY_POINT_CHECKPOINT,
+    read_checkpoint,
+    write_checkpoint,
+)
+from kafkacompat.storage.data_dir import (
+    CLEAN_SHUTDOWN_FILE,
+    consume_clean_shutdown,
+    write_clean_shutdown,
+)
+from kafkacompat.storage.kafka_uuid import random_kafka_uuid, uuid_from_base64, uuid_to_base64
+from kafkacompat.storage.meta_properties import (
+    META_PROPERTIES,
+    NodeIdMismatchError,
+    ensure_meta_properties,
+)
+from kafkacompat.storage.partition_dir import (
+    PARTITION_METADATA,
+    delete_dir_name,
+    parse_partition_dir_name,
+    read_partition_metadata,
+    write_partition_metadata,
+)
+from kafkacompat.storage.properties_file import read_properties
+from kafkacompat.storage.topic_records import (
+    TOPICS_DIR,
+    TopicRecord,
+    delete_topic_file,
+    read_topics,
+    write_topic,
+)
 
 
 def test_atomic_write_replaces(tmp_path: Path) -> None:
     path = tmp_path / "f"
-    files.atomic_write(path, b"one")
-    files.atomic_write(path, b"two")
+    atomic_write(path, b"one")
+    atomic_write(path, b"two")
     assert path.read_bytes() == b"two"
     assert os.listdir(tmp_path) == ["f"]
 
@@ -24,27 +54,27 @@ def test_atomic_write_keeps_old_content_when_rename_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "f"
-    files.atomic_write(path, b"old")
+    atomic_write(path, b"old")
 
     def broken(src: str, dst: str) -> None:
         raise OSError("disk on fire")
 
     monkeypatch.setattr(os, "replace", broken)
     with pytest.raises(OSError, match="disk on fire"):
-        files.atomic_write(path, b"new")
+        atomic_write(path, b"new")
     assert path.read_bytes() == b"old"
     assert os.listdir(tmp_path) == ["f"], "the temp file is cleaned up"
 
 
 def test_checkpoint_round_trip_and_kafka_format(tmp_path: Path) -> None:
-    path = tmp_path / files.RECOVERY_POINT_CHECKPOINT
+    path = tmp_path / RECOVERY_POINT_CHECKPOINT
     offsets = {("orders", 0): 10, ("orders", 1): 0, ("a.b_c-d", 7): 123456789012}
-    files.write_checkpoint(path, offsets)
+    write_checkpoint(path, offsets)
     assert path.read_text().splitlines()[:3] == ["0", "3", "orders 0 10"]
-    assert files.read_checkpoint(path) == offsets
-    files.write_checkpoint(path, {})
-    assert files.read_checkpoint(path) == {}
-    assert files.read_checkpoint(tmp_path / "absent") == {}
+    assert read_checkpoint(path) == offsets
+    write_checkpoint(path, {})
+    assert read_checkpoint(path) == {}
+    assert read_checkpoint(tmp_path / "absent") == {}
 
 
 @pytest.mark.parametrize(
@@ -65,34 +95,34 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path: Path, text: str | bytes) 
     path = tmp_path / "cp"
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
     with pytest.raises(CorruptFileError) as info:
-        files.read_checkpoint(path)
+        read_checkpoint(path)
     assert str(path) in str(info.value)
 
 
 def test_meta_properties_created_once_and_kept(tmp_path: Path) -> None:
-    first = files.ensure_meta_properties(tmp_path, 1)
+    first = ensure_meta_properties(tmp_path, 1)
     assert len(first.cluster_id) == 22 and len(first.directory_id) == 22
-    props = files.read_properties(tmp_path / files.META_PROPERTIES)
+    props = read_properties(tmp_path / META_PROPERTIES)
     assert props == {
         "version": "1",
         "node.id": "1",
         "cluster.id": first.cluster_id,
         "directory.id": first.directory_id,
     }
-    assert files.ensure_meta_properties(tmp_path, 1) == first
+    assert ensure_meta_properties(tmp_path, 1) == first
     with pytest.raises(NodeIdMismatchError, match=r"node\.id=1"):
-        files.ensure_meta_properties(tmp_path, 2)
+        ensure_meta_properties(tmp_path, 2)
     with pytest.raises(NodeIdMismatchError, match=r"cluster\.id"):
-        files.ensure_meta_properties(tmp_path, 1, cluster_id="AAAAAAAAAAAAAAAAAAAAAA")
+        ensure_meta_properties(tmp_path, 1, cluster_id="AAAAAAAAAAAAAAAAAAAAAA")
 
 
 def test_meta_properties_written_by_kafka_is_read(tmp_path: Path) -> None:
-    (tmp_path / files.META_PROPERTIES).write_text(
+    (tmp_path / META_PROPERTIES).write_text(
         "#\n#Tue Mar 05 10:00:00 UTC 2024\nnode.id=3\nversion=1\ncluster.id=MkU3OEVBNTcwNTJENDM2Qg\n"
     )
-    meta = files.ensure_meta_properties(tmp_path, 3)
+    meta = ensure_meta_properties(tmp_path, 3)
     assert meta.cluster_id == "MkU3OEVBNTcwNTJENDM2Qg"
-    assert "directory.id" in files.read_properties(tmp_path / files.META_PROPERTIES)
+    assert "directory.id" in read_properties(tmp_path / META_PROPERTIES)
 
 
 @pytest.mark.parametrize(
@@ -105,29 +135,29 @@ def test_meta_properties_written_by_kafka_is_read(tmp_path: Path) -> None:
     ],
 )
 def test_corrupt_meta_properties(tmp_path: Path, text: str) -> None:
-    (tmp_path / files.META_PROPERTIES).write_text(text)
+    (tmp_path / META_PROPERTIES).write_text(text)
     with pytest.raises(CorruptFileError):
-        files.ensure_meta_properties(tmp_path, 1)
+        ensure_meta_properties(tmp_path, 1)
 
 
 def test_kafka_uuid_strings() -> None:
     for _ in range(200):
-        value = files.random_kafka_uuid()
-        text = files.uuid_to_base64(value)
+        value = random_kafka_uuid()
+        text = uuid_to_base64(value)
         assert len(text) == 22 and not text.startswith("-")
-        assert files.uuid_from_base64(text) == value
+        assert uuid_from_base64(text) == value
     for bad in ["", "short", "!" * 22, "AAAAAAAAAAAAAAAAAAAAAB"]:
         with pytest.raises(ValueError):
-            files.uuid_from_base64(bad)
+            uuid_from_base64(bad)
 
 
 def test_partition_metadata_round_trip(tmp_path: Path) -> None:
-    topic_id = files.random_kafka_uuid()
-    files.write_partition_metadata(tmp_path, topic_id)
-    text = (tmp_path / files.PARTITION_METADATA).read_text()
-    assert text == f"version: 0\ntopic_id: {files.uuid_to_base64(topic_id)}\n"
-    assert files.read_partition_metadata(tmp_path) == topic_id
-    assert files.read_partition_metadata(tmp_path / "nope") is None
+    topic_id = random_kafka_uuid()
+    write_partition_metadata(tmp_path, topic_id)
+    text = (tmp_path / PARTITION_METADATA).read_text()
+    assert text == f"version: 0\ntopic_id: {uuid_to_base64(topic_id)}\n"
+    assert read_partition_metadata(tmp_path) == topic_id
+    assert read_partition_metadata(tmp_path / "nope") is None
 
 
 @pytest.mark.parametrize(
@@ -140,42 +170,40 @@ def test_partition_metadata_round_trip(tmp_path: Path) -> None:
     ],
 )
 def test_corrupt_partition_metadata(tmp_path: Path, text: str) -> None:
-    (tmp_path / files.PARTITION_METADATA).write_text(text)
+    (tmp_path / PARTITION_METADATA).write_text(text)
     with pytest.raises(CorruptFileError):
-        files.read_partition_metadata(tmp_path)
+        read_partition_metadata(tmp_path)
 
 
 def test_topic_record_round_trip(tmp_path: Path) -> None:
-    record = files.TopicRecord(
-        "x" * 249, uuid.uuid4(), 12, {"retention.ms": "5", "odd": "a=b\\c\nd"}
-    )
-    files.write_topic(tmp_path, record)
-    assert files.read_topics(tmp_path) == [record]
-    files.delete_topic_file(tmp_path, record.topic_id)
-    assert files.read_topics(tmp_path) == []
+    record = TopicRecord("x" * 249, uuid.uuid4(), 12, {"retention.ms": "5", "odd": "a=b\\c\nd"})
+    write_topic(tmp_path, record)
+    assert read_topics(tmp_path) == [record]
+    delete_topic_file(tmp_path, record.topic_id)
+    assert read_topics(tmp_path) == []
 
 
 def test_corrupt_topic_record(tmp_path: Path) -> None:
-    folder = tmp_path / files.TOPICS_DIR
+    folder = tmp_path / TOPICS_DIR
     folder.mkdir()
     (folder / "x.properties").write_text("version=0\ntopic.name=t\npartitions=1\n")
     with pytest.raises(CorruptFileError, match=r"topic\.id"):
-        files.read_topics(tmp_path)
+        read_topics(tmp_path)
 
 
 def test_clean_shutdown_marker(tmp_path: Path) -> None:
-    assert not files.consume_clean_shutdown(tmp_path)
-    files.write_clean_shutdown(tmp_path)
-    assert (tmp_path / files.CLEAN_SHUTDOWN_FILE).exists()
-    assert files.consume_clean_shutdown(tmp_path)
-    assert not (tmp_path / files.CLEAN_SHUTDOWN_FILE).exists()
+    assert not consume_clean_shutdown(tmp_path)
+    write_clean_shutdown(tmp_path)
+    assert (tmp_path / CLEAN_SHUTDOWN_FILE).exists()
+    assert consume_clean_shutdown(tmp_path)
+    assert not (tmp_path / CLEAN_SHUTDOWN_FILE).exists()
 
 
 def test_partition_dir_names() -> None:
-    assert files.parse_partition_dir_name("a-b-12") == ("a-b", 12)
-    assert files.parse_partition_dir_name(files.TOPICS_DIR) is None
-    assert files.parse_partition_dir_name("-3") is None
-    name = files.delete_dir_name("t" * 249, 99, uuid.uuid4())
+    assert parse_partition_dir_name("a-b-12") == ("a-b", 12)
+    assert parse_partition_dir_name(TOPICS_DIR) is None
+    assert parse_partition_dir_name("-3") is None
+    name = delete_dir_name("t" * 249, 99, uuid.uuid4())
     assert len(name) <= 255 and name.endswith("-delete")
 
 

@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from kafkacompat.storage import files
+from kafkacompat.storage.checkpoint_file import (
+    LEADER_EPOCH_CHECKPOINT,
+    read_leader_epoch_checkpoint,
+    write_leader_epoch_checkpoint,
+)
 from kafkacompat.storage.log import Log
 
 from .log_helpers import epochs_from_batches, make_batch, settings
@@ -24,7 +28,7 @@ def _append(log: Log, epoch: int, records: int = 3, size: int = 200) -> int:
 
 
 def _checkpoint(directory: Path) -> bytes:
-    return (directory / files.LEADER_EPOCH_CHECKPOINT).read_bytes()
+    return (directory / LEADER_EPOCH_CHECKPOINT).read_bytes()
 
 
 def _epoch_log(directory: Path, epochs: list[int]) -> Log:
@@ -40,7 +44,7 @@ def test_appends_record_epoch_changes_in_kafkas_file(tmp_path: Path) -> None:
     assert log.end_offset_for_epoch(0) == (-1, -1)  # nothing known yet
     _append(log, -1)  # no leader epoch (NO_PARTITION_LEADER_EPOCH): nothing to record
     assert log.leader_epoch_entries == []
-    assert not (directory / files.LEADER_EPOCH_CHECKPOINT).exists()
+    assert not (directory / LEADER_EPOCH_CHECKPOINT).exists()
     first = _append(log, 0)
     _append(log, 0)
     third = _append(log, 3)
@@ -49,7 +53,7 @@ def test_appends_record_epoch_changes_in_kafkas_file(tmp_path: Path) -> None:
     assert (first, third, fifth) == (3, 9, 15)
     assert log.leader_epoch_entries == [(0, 3), (3, 9), (5, 15)]
     # Not written on the append path: recovery re-derives unflushed epochs from the batches.
-    assert not (directory / files.LEADER_EPOCH_CHECKPOINT).exists()
+    assert not (directory / LEADER_EPOCH_CHECKPOINT).exists()
     assert not log.maybe_flush(NOW)  # the broker's periodic call persists it
     assert _checkpoint(directory) == b"0\n3\n0 3\n3 9\n5 15\n"
     leo = log.log_end_offset
@@ -78,7 +82,7 @@ def test_a_missing_or_damaged_checkpoint_is_rebuilt_from_the_batches(
     expected = log.leader_epoch_entries
     assert expected == epochs_from_batches(log)
     log.close()
-    path = directory / files.LEADER_EPOCH_CHECKPOINT
+    path = directory / LEADER_EPOCH_CHECKPOINT
     path.write_bytes(
         {
             "delete": b"",
@@ -97,7 +101,7 @@ def test_a_missing_or_damaged_checkpoint_is_rebuilt_from_the_batches(
         clean_shutdown=clean,
     )
     assert reopened.leader_epoch_entries == expected
-    assert files.read_leader_epoch_checkpoint(path) == expected  # rewritten, so rebuilt once
+    assert read_leader_epoch_checkpoint(path) == expected  # rewritten, so rebuilt once
 
 
 def reopened_point(log: Log, clean: bool) -> int:
@@ -118,8 +122,8 @@ def test_recovery_cuts_entries_past_the_surviving_log(tmp_path: Path) -> None:
     )
     with open(active.log_path, "r+b") as f:
         f.truncate(cut)
-    files.write_leader_epoch_checkpoint(
-        directory / files.LEADER_EPOCH_CHECKPOINT, [*log.leader_epoch_entries, (7, 10_000)]
+    write_leader_epoch_checkpoint(
+        directory / LEADER_EPOCH_CHECKPOINT, [*log.leader_epoch_entries, (7, 10_000)]
     )
     recovered = Log(
         str(directory),
@@ -131,7 +135,7 @@ def test_recovery_cuts_entries_past_the_surviving_log(tmp_path: Path) -> None:
     assert recovered.log_end_offset == start_of_4
     assert recovered.leader_epoch_entries == [(0, 0)]
     assert recovered.end_offset_for_epoch(4) == (-1, -1)
-    assert files.read_leader_epoch_checkpoint(directory / files.LEADER_EPOCH_CHECKPOINT) == [(0, 0)]
+    assert read_leader_epoch_checkpoint(directory / LEADER_EPOCH_CHECKPOINT) == [(0, 0)]
     # The next leader's appends start a new entry at the new log end.
     assert _append(recovered, 5) == start_of_4
     assert recovered.leader_epoch_entries == [(0, 0), (5, start_of_4)]
@@ -144,7 +148,7 @@ def test_the_checkpoint_is_complete_below_the_recovery_point(tmp_path: Path) -> 
     log = _epoch_log(directory, [0] * 5 + [1] * 5 + [2] * 30)
     covered = [e for e in log.leader_epoch_entries if e[1] < log.recovery_point]
     assert len(covered) == 3
-    on_disk = files.read_leader_epoch_checkpoint(directory / files.LEADER_EPOCH_CHECKPOINT)
+    on_disk = read_leader_epoch_checkpoint(directory / LEADER_EPOCH_CHECKPOINT)
     assert on_disk is not None and on_disk[: len(covered)] == covered
 
 
@@ -155,7 +159,7 @@ def test_recovery_rederives_an_epoch_the_checkpoint_missed(tmp_path: Path) -> No
     assert len(expected) == 2 and expected[1][1] > log.active_segment.base_offset
     # A crash before the next flush: the checkpoint lacks epoch 2, which began after the
     # recovery point; the unflushed tail's batches say when.
-    files.write_leader_epoch_checkpoint(directory / files.LEADER_EPOCH_CHECKPOINT, expected[:1])
+    write_leader_epoch_checkpoint(directory / LEADER_EPOCH_CHECKPOINT, expected[:1])
     recovered = Log(
         str(directory),
         settings(),
@@ -176,15 +180,15 @@ def test_delete_records_and_retention_trim_from_the_start(tmp_path: Path) -> Non
     assert log.leader_epoch_entries == [(1, cut), entries[2]]
     assert log.end_offset_for_epoch(0) == (0, cut)  # older than the log: its first offset
     # Trimming is persisted at the next flush, not at once (Kafka flushes it asynchronously).
-    assert files.read_leader_epoch_checkpoint(directory / files.LEADER_EPOCH_CHECKPOINT) == entries
+    assert read_leader_epoch_checkpoint(directory / LEADER_EPOCH_CHECKPOINT) == entries
     log.flush()
-    assert files.read_leader_epoch_checkpoint(directory / files.LEADER_EPOCH_CHECKPOINT) == [
+    assert read_leader_epoch_checkpoint(directory / LEADER_EPOCH_CHECKPOINT) == [
         (1, cut),
         entries[2],
     ]
     log.close()
     # A crash before that flush is harmless: loading trims from the log start offset again.
-    files.write_leader_epoch_checkpoint(directory / files.LEADER_EPOCH_CHECKPOINT, entries)
+    write_leader_epoch_checkpoint(directory / LEADER_EPOCH_CHECKPOINT, entries)
     reopened = Log(str(directory), settings(), now_ms=NOW, log_start_offset=cut)
     assert reopened.leader_epoch_entries == [(1, cut), entries[2]]
 
@@ -203,7 +207,7 @@ def test_the_cache_always_matches_what_the_batches_say(tmp_path: Path) -> None:
         assert log.leader_epoch_entries == epochs_from_batches(log), step
     assert log.log_start_offset > 0 and len(log.leader_epoch_entries) > 5
     log.close()
-    os.unlink(tmp_path / "t-0" / files.LEADER_EPOCH_CHECKPOINT)
+    os.unlink(tmp_path / "t-0" / LEADER_EPOCH_CHECKPOINT)
     rebuilt = Log(
         str(tmp_path / "t-0"), settings(), now_ms=NOW, log_start_offset=log.log_start_offset
     )

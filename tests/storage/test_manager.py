@@ -12,12 +12,21 @@ import pytest
 from kafkacompat.errors import ErrorCode, KafkaProtocolError
 from kafkacompat.metadata.local_controller import LocalController
 from kafkacompat.records import RecordBatchBuilder
-from kafkacompat.storage import files
 from kafkacompat.storage.base import PartitionLog
-from kafkacompat.storage.files import NodeIdMismatchError
+from kafkacompat.storage.checkpoint_file import (
+    LOG_START_OFFSET_CHECKPOINT,
+    RECOVERY_POINT_CHECKPOINT,
+    REPLICATION_OFFSET_CHECKPOINT,
+    read_checkpoint,
+)
+from kafkacompat.storage.data_dir import CLEAN_SHUTDOWN_FILE
+from kafkacompat.storage.kafka_uuid import random_kafka_uuid
 from kafkacompat.storage.manager import Engine, LogManager, LogSpec
 from kafkacompat.storage.memory import MemoryLog
+from kafkacompat.storage.meta_properties import NodeIdMismatchError
 from kafkacompat.storage.null import NullLog
+from kafkacompat.storage.partition_dir import read_partition_metadata, write_partition_metadata
+from kafkacompat.storage.topic_records import TOPICS_DIR
 from tests.storage.stack import Stack
 
 NOW = 1_700_000_000_000
@@ -95,7 +104,7 @@ def test_topics_survive_restart(tmp_path: Path) -> None:
     assert again.topic_by_id(created.topic_id) is orders
     assert all(spec.clean_shutdown for spec in factory.specs)
     assert not (tmp_path / "gone-0").exists()
-    assert files.read_partition_metadata(tmp_path / "orders-2") == created.topic_id
+    assert read_partition_metadata(tmp_path / "orders-2") == created.topic_id
 
 
 def test_alter_config_reaches_the_logs(tmp_path: Path) -> None:
@@ -170,7 +179,7 @@ def test_meta_properties_stable_and_node_id_checked(tmp_path: Path) -> None:
 
 
 def test_clean_shutdown_marker_lifecycle(tmp_path: Path) -> None:
-    marker = tmp_path / files.CLEAN_SHUTDOWN_FILE
+    marker = tmp_path / CLEAN_SHUTDOWN_FILE
     m = manager(tmp_path)
     assert not m.clean_shutdown and not marker.exists()
     m.create_topic("t", 1)
@@ -195,12 +204,12 @@ def test_checkpoints_written_and_fed_back(tmp_path: Path) -> None:
     log.append(one_batch(2), leader_epoch=0, now_ms=NOW)
     log.delete_records_before(3)
     m.checkpoint()
-    assert files.read_checkpoint(tmp_path / files.LOG_START_OFFSET_CHECKPOINT) == {
+    assert read_checkpoint(tmp_path / LOG_START_OFFSET_CHECKPOINT) == {
         ("t", 0): 3,
         ("t", 1): 0,
     }
-    assert files.read_checkpoint(tmp_path / files.RECOVERY_POINT_CHECKPOINT)[("t", 0)] == 5
-    assert files.read_checkpoint(tmp_path / files.REPLICATION_OFFSET_CHECKPOINT)[("t", 0)] == 5
+    assert read_checkpoint(tmp_path / RECOVERY_POINT_CHECKPOINT)[("t", 0)] == 5
+    assert read_checkpoint(tmp_path / REPLICATION_OFFSET_CHECKPOINT)[("t", 0)] == 5
     m.shutdown()
     factory = FakeDiskFactory()
     manager(tmp_path, factory)
@@ -214,11 +223,11 @@ def test_strays_from_a_crash_are_removed(tmp_path: Path) -> None:
     m.shutdown()
     (tmp_path / "orphan-0").mkdir()  # a create that crashed before its topic file
     (tmp_path / "kept-0.0123-delete").mkdir()  # an interrupted delete
-    files.write_partition_metadata(tmp_path / "orphan-0", files.random_kafka_uuid())
+    write_partition_metadata(tmp_path / "orphan-0", random_kafka_uuid())
     (tmp_path / "kept-1").mkdir()  # beyond the persisted partition count
     manager(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == [
-        files.TOPICS_DIR,
+        TOPICS_DIR,
         "kept-0",
     ]
 
@@ -243,7 +252,7 @@ def test_memory_and_null_engines_keep_topics_not_folders(tmp_path: Path, engine:
     m.get_log("t", 0).append(one_batch(), leader_epoch=0, now_ms=NOW)
     m.shutdown()
     assert not (tmp_path / "t-0").exists()
-    assert not (tmp_path / files.RECOVERY_POINT_CHECKPOINT).exists()
+    assert not (tmp_path / RECOVERY_POINT_CHECKPOINT).exists()
     again = manager(tmp_path, engine=engine)
     assert again.topic("t").partitions == 3
     assert again.get_log("t", 0).log_end_offset == 0
