@@ -48,6 +48,7 @@ from kafkacompat.protocol.messages.delete_topics_response import (
     DeleteTopicsResponse,
 )
 from kafkacompat.protocol.primitives import ZERO_UUID
+from kafkacompat.security.authorizer import CLUSTER_NAME, AclOperation, ResourceType
 from kafkacompat.storage.config import LogConfig
 
 CLUSTER_METADATA_TOPIC = "__cluster_metadata"
@@ -221,9 +222,26 @@ async def create_topics(ctx: RequestContext, request: CreateTopicsRequest) -> Cr
     load_dynamic_broker_configs(broker)
     validate_only = ctx.api_version >= 1 and request.validate_only
     duplicates = _duplicates(t.name for t in request.topics)
+    # Kafka's rule: CREATE on the cluster, or else CREATE on each topic.
+    creatable = (
+        {t.name for t in request.topics}
+        if ctx.authorize(AclOperation.CREATE, ResourceType.CLUSTER, CLUSTER_NAME)
+        else ctx.authorized(
+            AclOperation.CREATE, ResourceType.TOPIC, (t.name for t in request.topics)
+        )
+    )
     results = []
     for topic in request.topics:
         if topic.name in duplicates:
+            continue
+        if topic.name not in creatable:
+            results.append(
+                CreatableTopicResult(
+                    name=topic.name,
+                    error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED,
+                    error_message="Authorization failed.",
+                )
+            )
             continue
         try:
             created, partitions = _create(broker, topic, validate_only)
@@ -338,7 +356,11 @@ async def delete_topics(ctx: RequestContext, request: DeleteTopicsRequest) -> De
             )  # fmt: skip
         else:
             to_delete[found_topic.topic_id] = name
+    deletable = ctx.authorized(AclOperation.DELETE, ResourceType.TOPIC, to_delete.values())
     for topic_id, name in to_delete.items():
+        if name not in deletable:
+            responses.append(_deletion_result(name, topic_id, ErrorCode.TOPIC_AUTHORIZATION_FAILED))
+            continue
         # The replica manager drops the logs; the group coordinator the committed offsets.
         broker.controller.delete_topic(name)
         responses.append(_deletion_result(name, topic_id, ErrorCode.NONE))
@@ -388,12 +410,20 @@ async def create_partitions(
         )
         for name in duplicates
     ]
+    alterable = ctx.authorized(
+        AclOperation.ALTER, ResourceType.TOPIC, (t.name for t in request.topics)
+    )
     for topic in request.topics:
         if topic.name in duplicates:
             continue
         result = CreatePartitionsTopicResult(
             name=topic.name, error_code=ErrorCode.NONE, error_message=None
         )
+        if topic.name not in alterable:
+            result.error_code = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+            result.error_message = "Authorization failed."
+            results.append(result)
+            continue
         try:
             _grow(ctx.broker, topic, request.validate_only)
         except Refused as refusal:
@@ -437,6 +467,9 @@ async def delete_records(
     ctx: RequestContext, request: DeleteRecordsRequest
 ) -> DeleteRecordsResponse:
     topics = []
+    deletable = ctx.authorized(
+        AclOperation.DELETE, ResourceType.TOPIC, (t.name for t in request.topics)
+    )
     for topic in request.topics:
         partitions = []
         for p in topic.partitions:
@@ -445,6 +478,10 @@ async def delete_records(
                 low_watermark=INVALID_LOW_WATERMARK,
                 error_code=ErrorCode.NONE,
             )
+            if topic.name not in deletable:
+                result.error_code = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+                partitions.append(result)
+                continue
             try:
                 result.low_watermark = _delete_before(
                     ctx.broker, topic.name, p.partition_index, p.offset

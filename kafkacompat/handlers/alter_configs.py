@@ -23,7 +23,13 @@ from kafkacompat.dynamic_config import (
     update_dynamic_broker_configs,
 )
 from kafkacompat.errors import ErrorCode, KafkaProtocolError
-from kafkacompat.handlers.configs import BROKER, STATIC_DEFAULTS, TOPIC, Refused
+from kafkacompat.handlers.configs import (
+    BROKER,
+    STATIC_DEFAULTS,
+    TOPIC,
+    Refused,
+    check_config_access,
+)
 from kafkacompat.handlers.context import Handler, RequestContext
 from kafkacompat.metadata.local_controller import validate_topic_name
 from kafkacompat.protocol.apis import ApiKey
@@ -39,6 +45,7 @@ from kafkacompat.protocol.messages.incremental_alter_configs_response import (
 from kafkacompat.protocol.messages.incremental_alter_configs_response import (
     IncrementalAlterConfigsResponse,
 )
+from kafkacompat.security.authorizer import AclOperation
 from kafkacompat.storage.config import TOPIC_CONFIGS, ConfigType, LogConfig
 
 SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
@@ -118,6 +125,7 @@ def _legacy_alter(
 
 
 def _alter_each(
+    ctx: RequestContext,
     resources: Sequence[Any],
     result_class: Callable[..., Any],
     alter_one: Callable[[Any], None],
@@ -135,6 +143,9 @@ def _alter_each(
         try:
             if (resource.resource_type, resource.resource_name) in duplicates:
                 raise Refused(ErrorCode.INVALID_REQUEST, "Each resource must appear at most once.")
+            check_config_access(
+                ctx, resource.resource_type, resource.resource_name, AclOperation.ALTER_CONFIGS
+            )
             alter_one(resource)
         except Refused as refusal:
             result.error_code, result.error_message = refusal.code, refusal.message
@@ -148,6 +159,7 @@ async def alter_configs(
     """The legacy AlterConfigs: the given configs replace the resource's whole set."""
     load_dynamic_broker_configs(ctx.broker)
     responses = _alter_each(
+        ctx,
         request.resources,
         LegacyResult,
         lambda resource: _legacy_alter(ctx.broker, resource, request.validate_only),
@@ -233,6 +245,7 @@ async def incremental_alter_configs(
     ctx: RequestContext, request: incremental.IncrementalAlterConfigsRequest
 ) -> IncrementalAlterConfigsResponse:
     responses = _alter_each(
+        ctx,
         request.resources,
         IncrementalResult,
         lambda resource: _incremental_alter(ctx.broker, resource, request.validate_only),

@@ -30,7 +30,12 @@ from kafkacompat.protocol.messages.describe_log_dirs_response import (
     DescribeLogDirsResult,
     DescribeLogDirsTopic,
 )
-from kafkacompat.security.authorizer import CLUSTER_NAME, ResourceType, authorized_operations
+from kafkacompat.security.authorizer import (
+    CLUSTER_NAME,
+    AclOperation,
+    ResourceType,
+    authorized_operations,
+)
 
 ENDPOINT_BROKERS = 1
 ENDPOINT_CONTROLLERS = 2
@@ -43,6 +48,10 @@ async def describe_cluster(
     ctx: RequestContext, request: DescribeClusterRequest
 ) -> DescribeClusterResponse:
     broker = ctx.broker
+    if not ctx.authorize(AclOperation.DESCRIBE, ResourceType.CLUSTER, CLUSTER_NAME):
+        return DescribeClusterResponse(
+            error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED, cluster_id="", controller_id=-1
+        )
     wanted = request.endpoint_type if ctx.api_version >= 1 else ENDPOINT_BROKERS
     if wanted not in _ENDPOINT_NAMES:
         return DescribeClusterResponse(
@@ -103,6 +112,10 @@ async def describe_log_dirs(
     ctx: RequestContext, request: DescribeLogDirsRequest
 ) -> DescribeLogDirsResponse:
     broker = ctx.broker
+    if not ctx.authorize(AclOperation.DESCRIBE, ResourceType.CLUSTER, CLUSTER_NAME):
+        return DescribeLogDirsResponse(
+            throttle_time_ms=0, error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED, results=[]
+        )
     wanted: set[tuple[str, int]] | None = None
     if request.topics is not None:
         wanted = {(t.topic, p) for t in request.topics for p in t.partitions}

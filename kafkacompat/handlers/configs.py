@@ -35,6 +35,7 @@ from kafkacompat.protocol.messages.describe_configs_response import (
     DescribeConfigsResult,
     DescribeConfigsSynonym,
 )
+from kafkacompat.security.authorizer import CLUSTER_NAME, AclOperation, ResourceType
 from kafkacompat.storage.config import TOPIC_CONFIGS, ConfigSource, ConfigType, LogConfig
 
 TOPIC: Final = 2
@@ -252,6 +253,20 @@ def _describe_one(
     raise Refused(ErrorCode.INVALID_REQUEST, f"Unsupported resource type: {resource_type}")
 
 
+def check_config_access(
+    ctx: RequestContext, resource_type: int, name: str, operation: AclOperation
+) -> None:
+    """Kafka's ConfigHelper/ZkAdminManager rule: a topic's configs need the operation on the
+    topic, a broker's on the cluster."""
+    if resource_type == TOPIC:
+        if not ctx.authorize(operation, ResourceType.TOPIC, name):
+            raise Refused(ErrorCode.TOPIC_AUTHORIZATION_FAILED, "Authorization failed.")
+    elif resource_type == BROKER and not ctx.authorize(
+        operation, ResourceType.CLUSTER, CLUSTER_NAME
+    ):
+        raise Refused(ErrorCode.CLUSTER_AUTHORIZATION_FAILED, "Authorization failed.")
+
+
 async def describe_configs(
     ctx: RequestContext, request: DescribeConfigsRequest
 ) -> DescribeConfigsResponse:
@@ -265,6 +280,9 @@ async def describe_configs(
             resource_name=resource.resource_name,
         )
         try:
+            check_config_access(
+                ctx, resource.resource_type, resource.resource_name, AclOperation.DESCRIBE_CONFIGS
+            )
             rows = _describe_one(
                 ctx.broker, resource.resource_type, resource.resource_name, include_synonyms
             )

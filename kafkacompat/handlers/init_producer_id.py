@@ -17,6 +17,7 @@ from kafkacompat.handlers.context import Handler, RequestContext
 from kafkacompat.protocol.apis import ApiKey
 from kafkacompat.protocol.messages.init_producer_id_request import InitProducerIdRequest
 from kafkacompat.protocol.messages.init_producer_id_response import InitProducerIdResponse
+from kafkacompat.security.authorizer import CLUSTER_NAME, AclOperation, ResourceType
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,10 @@ async def handle(ctx: RequestContext, request: InitProducerIdRequest) -> InitPro
             error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
             producer_id=-1,
             producer_epoch=-1,
+        )
+    if not ctx.authorize(AclOperation.IDEMPOTENT_WRITE, ResourceType.CLUSTER, CLUSTER_NAME):
+        return InitProducerIdResponse(
+            error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED, producer_id=-1, producer_epoch=-1
         )
     producer_id, producer_epoch = -1, -1
     if ctx.api_version >= 3:
