@@ -124,13 +124,14 @@ def main(argv: list[str] | None = None) -> int:
         logger.warning("unknown broker config %s ignored", name)
 
     from kafkacompat import server
+    from kafkacompat.broker_server import serve
 
     loop_name = server.install_event_loop_policy()
     server.tune_allocator()
     open_files = server.raise_open_file_limit()  # before the storage sizes its descriptor pool
     logger.debug("event loop: %s; open file limit %d", loop_name, open_files)
     try:
-        asyncio.run(server.serve(config, engine=args.storage))
+        asyncio.run(serve(config, engine=args.storage))
     except (OSError, CorruptFileError, NodeIdMismatchError, DataDirInUseError) as exc:
         # Port in use, data directory unusable or another broker's: say so, no traceback.
         logger.error("cannot start: %s", exc)

@@ -1,4 +1,4 @@
-"""The network server: asyncio sockets, framing, dispatch, and the broker's lifecycle.
+"""The network server: asyncio sockets, framing and dispatch (Kafka's ``SocketServer``).
 
 Read path.  Each connection is a :class:`asyncio.BufferedProtocol`, so the event loop reads
 straight into our buffers: small frames land in a reused 64 KiB scratch buffer and are
@@ -28,8 +28,9 @@ does; a handler that fails unexpectedly is logged and closes only its own connec
 Shutdown.  Stop accepting and stop reading; requests being handled get a few seconds to
 finish and be answered, except parked Fetches, which have nothing more to wait for and are
 dropped with their connection as Kafka drops its purgatory; then every connection is closed
-(aborted if its client does not read what is left to send), the logs are flushed and
-checkpointed, and the clean-shutdown marker is written.
+(aborted if its client does not read what is left to send).  The composition root
+(:mod:`kafkacompat.broker_server`) then shuts the broker down: flush, checkpoint, and the
+clean-shutdown marker.
 """
 
 from __future__ import annotations
@@ -37,19 +38,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import ctypes
-import inspect
 import logging
-import os
-import signal
 import struct
 import time
-from collections.abc import Callable
 from typing import Any, cast
 
 from kafkacompat.broker import Broker
-from kafkacompat.config import BrokerConfig
-from kafkacompat.dynamic_config import DYNAMIC_BROKER_CONFIGS
-from kafkacompat.handlers import HANDLERS, load_all
+from kafkacompat.handlers import HANDLERS
 from kafkacompat.handlers.api_versions import unsupported_version_response
 from kafkacompat.handlers.context import CloseConnection, RequestContext
 from kafkacompat.protocol import request_class
@@ -60,6 +55,7 @@ from kafkacompat.protocol.framing import (
 from kafkacompat.protocol.message import Message
 from kafkacompat.protocol.primitives import DecodeError
 from kafkacompat.protocol.supported import SUPPORTED_VERSIONS
+from kafkacompat.scheduler import KafkaScheduler
 from kafkacompat.security.session import Session
 
 log = logging.getLogger("kafkacompat.server")
@@ -366,7 +362,8 @@ class Connection(asyncio.BufferedProtocol):
 
 
 class Server:
-    """Listens, serves connections, and runs the broker's scheduled housekeeping."""
+    """Listens and serves connections: Kafka's ``SocketServer``.  The broker's own housekeeping
+    is scheduled by the composition root (:mod:`kafkacompat.broker_server`)."""
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
@@ -376,67 +373,39 @@ class Server:
         self.connections: set[Connection] = set()
         self.stopping = False
         self._servers: list[asyncio.Server] = []
-        self._tasks: list[asyncio.Task[None]] = []
+        self._scheduler = KafkaScheduler()
         self.bound: list[tuple[str, int]] = []
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        for listener in self.broker.config.listeners:
-            server = await loop.create_server(
-                lambda: Connection(self),
-                host=listener.host or None,
-                port=listener.port,
-                reuse_address=True,
-                backlog=1024,
-            )
-            self._servers.append(server)
-            sockname = server.sockets[0].getsockname()
-            # A named host (localhost, a DNS name) is what clients should be told, not the
-            # address it resolved to; a wildcard is replaced by the advertised default later.
-            self.bound.append((listener.host or str(sockname[0]), int(sockname[1])))
+        try:
+            for listener in self.broker.config.listeners:
+                server = await loop.create_server(
+                    lambda: Connection(self),
+                    host=listener.host or None,
+                    port=listener.port,
+                    reuse_address=True,
+                    backlog=1024,
+                )
+                self._servers.append(server)
+                sockname = server.sockets[0].getsockname()
+                # A named host (localhost, a DNS name) is what clients should be told, not the
+                # address it resolved to; a wildcard is replaced by the advertised default later.
+                self.bound.append((listener.host or str(sockname[0]), int(sockname[1])))
+        except BaseException:
+            for server in self._servers:  # a later listener failed: free the earlier ones
+                server.close()
+            self._servers.clear()
+            raise
         self.broker.bound = self.bound[0]
-        self._tasks = [
-            loop.create_task(self._every(self._idle_check_interval(), self._close_idle)),
-            loop.create_task(
-                self._every(
-                    self.broker.config.get("log.retention.check.interval.ms") / 1000,
-                    self.broker.run_retention,
-                )
-            ),
-            loop.create_task(self._every(1.0, self.broker.flush_due)),
-            *self._cleaner_task(loop),
-            loop.create_task(
-                self._every(
-                    max(self.broker.config.get("log.flush.offset.checkpoint.interval.ms"), 1000)
-                    / 1000,
-                    self.broker.checkpoint,
-                )
-            ),
-        ]
-
-    def _cleaner_task(self, loop: asyncio.AbstractEventLoop) -> list[asyncio.Task[None]]:
-        """Compaction, when log.cleaner.enable: a round whenever a log is dirty enough,
-        checked again log.cleaner.backoff.ms after the last had nothing to do."""
-        config = self.broker.config
-        if not config.get("log.cleaner.enable") or config.get("log.cleaner.threads") < 1:
-            return []
-        backoff = max(config.get("log.cleaner.backoff.ms"), 10) / 1000
-        return [loop.create_task(self._every(backoff, self.broker.clean_logs))]
+        self._scheduler.schedule(
+            "idle-connection-reaper", self._close_idle, self._idle_check_interval()
+        )
 
     def _idle_check_interval(self) -> float:
         if self.idle_ms < 0:
             return 3600.0
         return min(max(self.idle_ms / 4000, 0.05), 10.0)
-
-    async def _every(self, seconds: float, job: Callable[[], object]) -> None:
-        while True:
-            await asyncio.sleep(seconds)
-            try:
-                result = job()
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                log.exception("scheduled task %s failed", getattr(job, "__name__", job))
 
     def _close_idle(self) -> None:
         if self.idle_ms < 0:
@@ -453,14 +422,16 @@ class Server:
                     connection.close()
 
     async def stop(self) -> None:
-        """Stop accepting and reading, let in-flight requests finish (briefly), close, flush,
-        checkpoint.  Every wait here is bounded: SIGTERM always ends the process."""
+        """Stop accepting and reading, let in-flight requests finish (briefly), close every
+        connection.  Every wait here is bounded: SIGTERM always ends the process.  The broker
+        itself (flush, checkpoint, clean-shutdown marker) is shut down by the caller."""
+        if self.stopping:
+            return
         loop = asyncio.get_running_loop()
         self.stopping = True
         for server in self._servers:
             server.close()
-        for task in self._tasks:
-            task.cancel()
+        await self._scheduler.shutdown()
         for connection in list(self.connections):
             connection.stop_reading()
         self.broker.replica_manager.begin_shutdown()
@@ -484,7 +455,6 @@ class Server:
                 await asyncio.wait_for(server.wait_closed(), _SHUTDOWN_FLUSH_S)
             except TimeoutError:
                 log.warning("listener did not close within %.0f s", _SHUTDOWN_FLUSH_S)
-        self.broker.shutdown()
 
 
 def install_event_loop_policy() -> str:
@@ -495,58 +465,3 @@ def install_event_loop_policy() -> str:
         return "asyncio"
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     return "uvloop"
-
-
-async def serve(
-    config: BrokerConfig,
-    *,
-    engine: str = "disk",
-    ready: Callable[[Server], None] | None = None,
-) -> None:
-    """Run until SIGTERM or SIGINT."""
-    started = time.monotonic()
-    broker = Broker(config, engine=engine)  # type: ignore[arg-type]
-    broker.start(load_groups=False)  # listen first; __consumer_offsets replays below
-    # Dynamic broker configs (AlterConfigs on the broker) persist in the data dir; the module
-    # that owns them is imported only when there is something to apply.
-    if engine == "disk" and (broker.data_dir / DYNAMIC_BROKER_CONFIGS).exists():
-        from kafkacompat.dynamic_config import load_dynamic_broker_configs
-
-        load_dynamic_broker_configs(broker)
-    server = Server(broker)
-    try:
-        await server.start()
-    except OSError:
-        broker.shutdown()
-        raise
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    bootstrap = ",".join(
-        f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in server.bound
-    )
-    log.info(
-        "kafkacompat broker %d listening on %s (bootstrap.servers=%s), storage %s, data dir %s, "
-        "cluster id %s; started in %.0f ms",
-        broker.node_id,
-        bootstrap,
-        bootstrap,
-        engine,
-        os.path.abspath(broker.data_dir) if engine == "disk" else "(none)",
-        broker.cluster_id,
-        (time.monotonic() - started) * 1000,
-    )
-    if ready is not None:
-        ready(server)
-    # Listening comes first; the handler modules (and the generated messages they use) load
-    # now, off the event loop, so the first request of each kind does not pay for them.
-    warm_up = loop.run_in_executor(None, load_all)
-    broker.begin_group_load()  # from now on group requests hear COORDINATOR_LOAD_IN_PROGRESS
-    group_load = loop.create_task(broker.load_groups())
-    await stop.wait()
-    await asyncio.wait_for(warm_up, _SHUTDOWN_FLUSH_S)
-    group_load.cancel()  # a stop during the replay abandons it; the log is untouched
-    log.info("shutting down")
-    await server.stop()
-    log.info("stopped cleanly")

@@ -41,7 +41,9 @@ LAYERS: Final[list[tuple[str, ...]]] = [
     ("broker",),
     ("dynamic_config",),
     ("handlers",),
+    ("scheduler",),  # periodic jobs on the event loop: the socket server's and the broker's
     ("server",),
+    ("broker_server",),  # the composition root: builds and starts broker and server
     ("cli",),
     ("__main__",),  # python -m kafkacompat
 ]

@@ -9,12 +9,13 @@ import logging
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import kafkacompat.server as server_module
-from kafkacompat.broker import Broker
+from kafkacompat.broker_server import BrokerServer
 from kafkacompat.config import BrokerConfig
 from kafkacompat.handlers import HANDLERS
 from kafkacompat.handlers.context import CloseConnection, RequestContext
@@ -23,6 +24,7 @@ from kafkacompat.protocol.message import Message
 from kafkacompat.protocol.messages.metadata_request import MetadataRequest
 from kafkacompat.protocol.messages.metadata_response import MetadataResponse
 from kafkacompat.server import Server
+from kafkacompat.storage.data_dir import CLEAN_SHUTDOWN_FILE
 from tests.server.helpers import (
     FETCH_VERSION,
     PRODUCE_VERSION,
@@ -59,17 +61,21 @@ def run(request: pytest.FixtureRequest) -> Iterator[Callable[[Awaitable[None]], 
 
 
 @asynccontextmanager
-async def running_server(**props: str) -> AsyncIterator[Server]:
+async def running_broker(**props: str) -> AsyncIterator[BrokerServer]:
+    """A whole broker on this test's event loop, built by the composition root."""
     config = BrokerConfig({"listeners": "PLAINTEXT://127.0.0.1:0", **props})
-    broker = Broker(config, engine="memory")
-    broker.start()
-    server = Server(broker)
-    await server.start()
+    broker_server = BrokerServer(config, engine="memory")
+    await asyncio.wait_for(broker_server.startup(), TIMEOUT)
     try:
-        yield server
+        yield broker_server
     finally:
-        if not server.stopping:
-            await asyncio.wait_for(server.stop(), TIMEOUT)
+        await asyncio.wait_for(broker_server.shutdown(), TIMEOUT)
+
+
+@asynccontextmanager
+async def running_server(**props: str) -> AsyncIterator[Server]:
+    async with running_broker(**props) as broker_server:
+        yield broker_server.server
 
 
 class Conn:
@@ -184,17 +190,18 @@ def test_in_flight_request_is_answered_at_shutdown(
     patch_handler(monkeypatch, METADATA, slow)
 
     async def scenario() -> None:
-        async with running_server() as server:
-            conn = await Conn.open(server)
+        async with running_broker() as broker_server:
+            conn = await Conn.open(broker_server.server)
             conn.send(MetadataRequest(topics=None), 12, 5)
             conn.send(MetadataRequest(topics=None), 12, 6)  # queued behind it: not started
             await asyncio.wait_for(started.wait(), TIMEOUT)
-            stopping = asyncio.ensure_future(server.stop())
+            stopping = asyncio.ensure_future(broker_server.shutdown())
             correlation_id, response = await conn.receive(METADATA, 12)
             assert correlation_id == 5 and response.brokers
             await conn.assert_closed()
             await asyncio.wait_for(stopping, TIMEOUT)
-            assert not server.broker.started
+            assert not broker_server.broker.started
+            assert not broker_server.scheduler.job_names
             conn.close()
 
     run(scenario())
@@ -320,3 +327,54 @@ def test_client_gone_mid_request(
     with caplog.at_level(logging.DEBUG, logger="kafkacompat"):
         run(scenario())
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+
+
+def test_composition_root_schedules_housekeeping_and_stops_everything(
+    run: Callable[[Awaitable[None]], None], tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        config = BrokerConfig(
+            {"listeners": "PLAINTEXT://127.0.0.1:0", "log.dirs": str(tmp_path / "data")}
+        )
+        broker_server = BrokerServer(config, engine="disk")
+        await asyncio.wait_for(broker_server.startup(), TIMEOUT)
+        assert broker_server.scheduler.job_names == [
+            "kafka-log-cleaner",
+            "kafka-log-flusher",
+            "kafka-log-retention",
+            "kafka-recovery-point-checkpoint",
+        ]
+        host, port = broker_server.bound[0]
+        assert broker_server.bootstrap_servers == f"{host}:{port}" and port > 0
+        conn = await Conn.open(broker_server.server)
+        assert (await conn.request(api_versions_request(), 3)).error_code == 0
+        conn.close()
+        await asyncio.wait_for(broker_server.shutdown(), TIMEOUT)
+        assert not broker_server.scheduler.job_names
+        assert not broker_server.broker.started
+        assert (tmp_path / "data" / CLEAN_SHUTDOWN_FILE).exists()
+        await asyncio.wait_for(broker_server.shutdown(), TIMEOUT)  # twice: nothing happens
+        with pytest.raises(OSError):
+            await asyncio.wait_for(asyncio.open_connection(host, port), TIMEOUT)
+
+    run(scenario())
+
+
+def test_composition_root_port_in_use_frees_the_data_dir(
+    run: Callable[[Awaitable[None]], None], tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        async with running_broker() as first:
+            _, port = first.bound[0]
+            props = {"listeners": f"PLAINTEXT://127.0.0.1:{port}", "log.dirs": str(tmp_path)}
+            second = BrokerServer(BrokerConfig(props), engine="disk")
+            with pytest.raises(OSError):
+                await asyncio.wait_for(second.startup(), TIMEOUT)
+            assert not second.broker.started
+        # The failed start let go of the data directory's lock: another broker may use it.
+        props["listeners"] = "PLAINTEXT://127.0.0.1:0"
+        third = BrokerServer(BrokerConfig(props), engine="disk")
+        await asyncio.wait_for(third.startup(), TIMEOUT)
+        await asyncio.wait_for(third.shutdown(), TIMEOUT)
+
+    run(scenario())
