@@ -1,7 +1,8 @@
 """The network server: asyncio sockets, framing and dispatch (Kafka's ``SocketServer``).
 
 Read path.  Each connection is a :class:`asyncio.BufferedProtocol`, so the event loop reads
-straight into our buffers: small frames land in a reused 64 KiB scratch buffer and are
+straight into the buffers of the connection's sans-I/O :class:`FrameReader`
+(``protocol/framing.py``, where the rules are tested byte by byte): small frames land in a reused 64 KiB scratch buffer and are
 copied out; a frame larger than that gets a ``bytearray`` of exactly its size and the rest of
 its body is read directly into it, so a 1 MiB produce is copied from the kernel once.  The
 length prefix is checked against ``socket.request.max.bytes`` before any body is buffered.
@@ -39,7 +40,6 @@ import asyncio
 import collections
 import ctypes
 import logging
-import struct
 import time
 from typing import Any, cast
 
@@ -49,6 +49,7 @@ from kafkacompat.handlers.api_versions import unsupported_version_response
 from kafkacompat.handlers.context import CloseConnection, RequestContext
 from kafkacompat.protocol import request_class
 from kafkacompat.protocol.framing import (
+    FrameReader,
     encode_response,
     read_request_header,
 )
@@ -60,8 +61,6 @@ from kafkacompat.security.session import Session
 
 log = logging.getLogger("kafkacompat.server")
 
-_SIZE = struct.Struct(">i")
-_SCRATCH_SIZE = 64 * 1024
 _API_VERSIONS = 18
 _MAX_QUEUED_FRAMES = 16
 _MAX_QUEUED_BYTES = 64 * 1024 * 1024
@@ -113,11 +112,7 @@ class Connection(asyncio.BufferedProtocol):
         self.peer = "?"
         self.client_host = ""
         self.session = Session()
-        self._scratch = bytearray(_SCRATCH_SIZE)
-        self._scratch_view = memoryview(self._scratch)
-        self._scratch_end = 0
-        self._frame: bytearray | None = None  # a large frame being read in place
-        self._frame_filled = 0
+        self._frames = FrameReader(server.max_request_size, on_frame=self._enqueue)
         self._queue: collections.deque[bytearray] = collections.deque()
         self._queued_bytes = 0
         self._worker: asyncio.Task[None] | None = None
@@ -149,30 +144,28 @@ class Connection(asyncio.BufferedProtocol):
         self.server.connections.discard(self)
         self._queue.clear()
         self._queued_bytes = 0
-        self._frame = None
         self._writable.set()
         if self._worker is not None and not self._worker.done():
             self._worker.cancel()
         log.debug("connection from %s closed%s", self.peer, f": {exc}" if exc else "")
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        if self._frame is not None:
-            return memoryview(self._frame)[self._frame_filled :]
-        if self._scratch_end == _SCRATCH_SIZE:  # cannot happen: frames are cut out eagerly
-            raise RuntimeError("scratch buffer full")
-        return self._scratch_view[self._scratch_end :]
+        return self._frames.get_buffer()
 
     def buffer_updated(self, nbytes: int) -> None:
         self.last_active = time.monotonic()
-        frame = self._frame
-        if frame is not None:
-            self._frame_filled += nbytes
-            if self._frame_filled == len(frame):
-                self._frame = None
-                self._enqueue(frame)
-            return
-        self._scratch_end += nbytes
-        self._cut_frames()
+        frames = self._frames
+        frames.buffer_updated(nbytes)  # whole frames go to _enqueue as they complete
+        exc = frames.error
+        if exc is not None and not self.closed:
+            log.warning(
+                "closing connection from %s: request size %d is not between 0 and "
+                "socket.request.max.bytes (%d)",
+                self.peer,
+                exc.size,
+                exc.limit,
+            )
+            self.close()
 
     def eof_received(self) -> bool | None:
         return None  # close our side too
@@ -184,44 +177,7 @@ class Connection(asyncio.BufferedProtocol):
         self.last_active = time.monotonic()  # the client is reading: not idle
         self._writable.set()
 
-    # -- framing -----------------------------------------------------------------------------
-
-    def _cut_frames(self) -> None:
-        scratch = self._scratch
-        start, end = 0, self._scratch_end
-        limit = self.server.max_request_size
-        while end - start >= 4:
-            (size,) = _SIZE.unpack_from(scratch, start)
-            if size < 0 or size > limit:
-                log.warning(
-                    "closing connection from %s: request size %d is not between 0 and "
-                    "socket.request.max.bytes (%d)",
-                    self.peer,
-                    size,
-                    limit,
-                )
-                self._scratch_end = 0  # nothing more is read; never hand out a full buffer
-                self.close()
-                return
-            body_start = start + 4
-            if end - body_start >= size:
-                self._enqueue(scratch[body_start : body_start + size])
-                start = body_start + size
-                continue
-            if 4 + size > _SCRATCH_SIZE:
-                # Too big for the scratch buffer: read the rest straight into its own buffer.
-                frame = bytearray(size)
-                have = end - body_start
-                frame[:have] = self._scratch_view[body_start:end]
-                self._frame, self._frame_filled = frame, have
-                start = end
-            break
-        if start:
-            remaining = end - start
-            scratch[:remaining] = self._scratch_view[start:end]
-            self._scratch_end = remaining
-        else:
-            self._scratch_end = end
+    # -- request processing ------------------------------------------------------------------
 
     def _enqueue(self, frame: bytearray) -> None:
         if self.closed:
@@ -236,8 +192,6 @@ class Connection(asyncio.BufferedProtocol):
             self._paused = True
         if self._worker is None or self._worker.done():
             self._worker = asyncio.get_running_loop().create_task(self._work())
-
-    # -- request processing ------------------------------------------------------------------
 
     async def _work(self) -> None:
         queue = self._queue

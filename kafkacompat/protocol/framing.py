@@ -18,7 +18,9 @@ prefix before any of the body is buffered.
 
 from __future__ import annotations
 
+import collections
 import struct
+from collections.abc import Callable
 
 from kafkacompat.protocol import api_info, request_class, response_class
 from kafkacompat.protocol.apis import APIS, ApiKey
@@ -143,45 +145,148 @@ def decode_response(
     return header.correlation_id, response_class(api_key).decode(buf[pos:], api_version)
 
 
-class FrameReader:
-    """Splits a byte stream into frames.
+SCRATCH_SIZE = 64 * 1024
+"""Frames up to this size (length prefix included) are read into one reused buffer."""
 
-    ``feed`` bytes as they arrive, then call ``next_frame`` until it returns ``None``.
-    A length prefix over ``max_frame_size`` (or negative) raises
-    :class:`FrameTooLargeError` as soon as the four prefix bytes are seen, before any of
-    the claimed body is buffered.
+
+class FrameReader:
+    """Splits a byte stream into frames, sans I/O, shaped for ``asyncio.BufferedProtocol``.
+
+    Two ways in, the same frames out:
+
+    * zero-copy: :meth:`get_buffer` says where the next bytes should be read to and
+      :meth:`buffer_updated` how many were; this is what the server does, so the event loop
+      reads straight into these buffers;
+    * :meth:`feed` with bytes already read (it copies them in through the same two calls).
+
+    Then :meth:`next_frame` until it returns ``None`` ("need more data") or, given
+    ``on_frame``, each frame is passed to it the moment it is complete: the server's way, since
+    the queue in between added about 50% to the cost of cutting a 1 KiB frame (measured).
+
+    Buffers.  Bytes land in a fixed scratch buffer of ``scratch_size``; every frame complete
+    in it is copied out as soon as it arrives, and a partial one is moved to the front.  A
+    frame too big for the scratch buffer gets a ``bytearray`` of exactly its size, and
+    :meth:`get_buffer` then hands out the unfilled rest of it, so the body of a 1 MiB produce
+    is copied from the kernel once and never again.  Frames are writable ``bytearray``s (the
+    log stamps offsets into produce batches in place).  Memory held is the scratch buffer,
+    one frame being read, and the frames not yet taken.
+
+    Limit.  A length prefix above ``max_frame_size`` (or negative) stops the reader as soon as
+    its four bytes are in, before any of the claimed body is buffered: the frames before it
+    are delivered, :attr:`error` is set, and :meth:`next_frame` raises it (every time, once
+    those frames are taken).  Bytes given after that are dropped.  Neither
+    :meth:`buffer_updated` nor :meth:`feed` raises.
     """
 
-    def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+    def __init__(
+        self,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        scratch_size: int = SCRATCH_SIZE,
+        on_frame: Callable[[bytearray], object] | None = None,
+    ) -> None:
+        if scratch_size < 8:
+            raise ValueError("the scratch buffer must hold a length prefix and then some")
         self.max_frame_size = max_frame_size
-        self._buf = bytearray()
-        self._start = 0
+        self._scratch = bytearray(scratch_size)
+        self._scratch_view = memoryview(self._scratch)
+        self._end = 0  # bytes of a partial frame at the front of the scratch buffer
+        self._frame: bytearray | None = None  # a large frame being read in place
+        self._filled = 0  # how much of it
+        self._ready: collections.deque[bytearray] = collections.deque()
+        self._ready_bytes = 0
+        self._deliver: Callable[[bytearray], object] = (
+            on_frame if on_frame is not None else self._keep
+        )
+        self.error: FrameTooLargeError | None = None
+        """Set once a bad length prefix arrived; the reader reads nothing more."""
+
+    def _keep(self, frame: bytearray) -> None:
+        self._ready.append(frame)
+        self._ready_bytes += 4 + len(frame)
 
     @property
     def buffered(self) -> int:
-        return len(self._buf) - self._start
+        """Bytes received and not yet returned in a frame (length prefixes included)."""
+        partial = self._end if self._frame is None else 4 + self._filled
+        return partial + self._ready_bytes
+
+    @property
+    def allocated(self) -> int:
+        """Bytes of buffer the reader holds on to: what a long-lived idle connection costs."""
+        held = len(self._scratch) + self._ready_bytes
+        return held + (len(self._frame) if self._frame is not None else 0)
+
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        """Where to read the next bytes to (``sizehint`` is ignored, as the loop allows)."""
+        if self._frame is not None:
+            return memoryview(self._frame)[self._filled :]
+        if self.error is not None:
+            return self._scratch_view  # read and dropped
+        # Never full: complete frames are cut out and a large one moves to its own buffer.
+        return self._scratch_view[self._end :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """``nbytes`` were written at the start of the last :meth:`get_buffer`."""
+        frame = self._frame
+        if frame is not None:
+            self._filled += nbytes
+            if self._filled == len(frame):
+                self._frame = None
+                self._deliver(frame)
+            return
+        if self.error is not None:
+            return
+        self._end += nbytes
+        self._cut()
+
+    def _cut(self) -> None:
+        scratch = self._scratch
+        start, end = 0, self._end
+        limit = self.max_frame_size
+        deliver = self._deliver
+        while end - start >= 4:
+            (size,) = _SIZE.unpack_from(scratch, start)
+            if size < 0 or size > limit:
+                self.error = FrameTooLargeError(size, limit)
+                break
+            body = start + 4
+            if end - body >= size:
+                deliver(scratch[body : body + size])
+                start = body + size
+                continue
+            if 4 + size > len(scratch):
+                # Too big for the scratch buffer: the rest is read straight into its own.
+                frame = bytearray(size)
+                have = end - body
+                frame[:have] = self._scratch_view[body:end]
+                self._frame, self._filled = frame, have
+                start = end
+            break
+        if start:
+            remaining = end - start
+            scratch[:remaining] = self._scratch_view[start:end]
+            self._end = remaining
+        else:
+            self._end = end
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
-        if self._start and self._start == len(self._buf):
-            self._buf.clear()
-            self._start = 0
-        self._buf += data
+        """Bytes already read elsewhere, copied in through :meth:`get_buffer`."""
+        view = memoryview(data).cast("B")
+        while view:
+            target = self.get_buffer()
+            n = min(len(target), len(view))
+            target[:n] = view[:n]
+            self.buffer_updated(n)
+            view = view[n:]
 
-    def next_frame(self) -> bytes | None:
-        available = len(self._buf) - self._start
-        if available < 4:
-            return None
-        (size,) = _SIZE.unpack_from(self._buf, self._start)
-        if size < 0 or size > self.max_frame_size:
-            raise FrameTooLargeError(size, self.max_frame_size)
-        if available < 4 + size:
-            return None
-        begin = self._start + 4
-        frame = bytes(self._buf[begin : begin + size])
-        self._start = begin + size
-        if self._start > 65536 and self._start * 2 > len(self._buf):
-            # Drop consumed bytes now and then so a long-lived connection's buffer does
-            # not grow with everything it ever received.
-            del self._buf[: self._start]
-            self._start = 0
-        return frame
+    def next_frame(self) -> bytearray | None:
+        """The next whole frame's body (without its length prefix), or ``None`` for "need
+        more data"; raises :class:`FrameTooLargeError` once the frames before a bad length
+        prefix are taken."""
+        if self._ready:
+            frame = self._ready.popleft()
+            self._ready_bytes -= 4 + len(frame)
+            return frame
+        if self.error is not None:
+            raise self.error
+        return None

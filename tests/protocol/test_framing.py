@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import struct
-import sys
 import uuid
 from typing import Any
 
@@ -19,6 +18,7 @@ from hypothesis import strategies as st
 
 from kafkacompat.protocol import APIS, ApiKey, request_class, response_class
 from kafkacompat.protocol.framing import (
+    SCRATCH_SIZE,
     FrameReader,
     FrameTooLargeError,
     UnsupportedApiVersionError,
@@ -431,9 +431,8 @@ def test_frame_reader_rejects_oversized_frame_after_good_ones() -> None:
 
 
 def _buffer_capacity(reader: FrameReader) -> int:
-    # White box on purpose: what matters is the memory the reader holds on to (getsizeof
-    # counts a bytearray's allocation, not just its length), consumed bytes or not.
-    return sys.getsizeof(reader._buf)
+    # What matters is the memory the reader holds on to, consumed bytes or not.
+    return reader.allocated
 
 
 def test_frame_reader_buffer_does_not_grow_with_traffic() -> None:
@@ -462,4 +461,125 @@ def test_frame_reader_lets_go_of_a_large_frame(leftover: bytes) -> None:
     assert reader.next_frame() == big
     assert reader.next_frame() is None
     assert reader.buffered == len(leftover)
-    assert _buffer_capacity(reader) < 4096
+    assert _buffer_capacity(reader) == SCRATCH_SIZE  # the scratch buffer alone
+
+
+# --- FrameReader, zero-copy: get_buffer / buffer_updated as the event loop calls them ---------
+
+
+def _read_into(reader: FrameReader, data: bytes, chunk: int) -> list[bytes]:
+    """What a BufferedProtocol's loop does: ask for a buffer, read at most ``chunk`` bytes
+    into it, report them; and the server's drain after each read."""
+    frames: list[bytes] = []
+    pos = 0
+    while pos < len(data):
+        target = reader.get_buffer(-1)
+        assert len(target) > 0, "the reader handed out a full buffer"
+        n = min(len(target), chunk, len(data) - pos)
+        target[:n] = data[pos : pos + n]
+        reader.buffer_updated(n)
+        pos += n
+        frames += _drain(reader)
+    return frames
+
+
+@pytest.mark.parametrize("scratch_size", [8, 100, SCRATCH_SIZE])
+@pytest.mark.parametrize("chunk", [1, 3, 4096, 1 << 30], ids=["byte", "3", "4k", "whole"])
+def test_frame_reader_zero_copy_every_way(scratch_size: int, chunk: int) -> None:
+    reader = FrameReader(scratch_size=scratch_size)
+    assert _read_into(reader, STREAM, chunk) == BODIES
+    assert reader.buffered == 0
+    assert reader.allocated == scratch_size
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 5000), min_size=1, max_size=60), st.integers(8, 300))
+def test_frame_reader_zero_copy_random_reads(chunks: list[int], scratch_size: int) -> None:
+    reader = FrameReader(scratch_size=scratch_size)
+    frames: list[bytes] = []
+    pos, i = 0, 0
+    while pos < len(STREAM):
+        n = min(chunks[i % len(chunks)], len(STREAM) - pos)
+        frames += _read_into(reader, STREAM[pos : pos + n], n)
+        pos, i = pos + n, i + 1
+    assert frames == BODIES
+
+
+@pytest.mark.parametrize("trailing", [b"\x00", b"\x00\x00\x00", _frame(b"partial")[:-1]])
+def test_frame_reader_zero_copy_with_trailing_data(trailing: bytes) -> None:
+    reader = FrameReader()
+    assert _read_into(reader, STREAM + trailing, 1 << 30) == BODIES
+    assert reader.next_frame() is None
+    assert reader.buffered == len(trailing)
+
+
+def test_frame_reader_reads_a_large_frame_straight_into_its_own_buffer() -> None:
+    body = bytes(range(256)) * 1024  # 256 KiB: larger than the scratch buffer
+    reader = FrameReader()
+    first = reader.get_buffer()
+    first[:1000] = _frame(body)[:1000]
+    reader.buffer_updated(1000)
+    assert reader.next_frame() is None
+    rest = reader.get_buffer()
+    # The rest of the body goes straight to the frame's own buffer, not through the scratch.
+    assert len(rest) == len(body) - 996
+    assert reader.allocated == SCRATCH_SIZE + len(body)
+    rest[:] = body[996:]
+    reader.buffer_updated(len(rest))
+    frame = reader.next_frame()
+    assert frame == body and isinstance(frame, bytearray)
+    assert rest.obj is frame  # the very buffer the loop read into: no copy after the read
+    assert reader.allocated == SCRATCH_SIZE
+
+
+def test_frames_are_writable() -> None:
+    # The log stamps base offsets into produce batches in place.
+    reader = FrameReader()
+    reader.feed(_frame(b"abc") + _frame(bytes(SCRATCH_SIZE)))
+    small, large = _drain(reader)
+    assert isinstance(small, bytearray) and isinstance(large, bytearray)
+    small[0] = ord("z")
+    assert small == b"zbc"
+
+
+def test_frame_reader_limit_is_checked_before_buffering() -> None:
+    reader = FrameReader(max_frame_size=1 << 20)
+    target = reader.get_buffer()
+    target[:6] = _frame(b"ok")
+    target[6:10] = INT32.pack((1 << 20) + 1)
+    reader.buffer_updated(10)
+    assert reader.next_frame() == b"ok"
+    with pytest.raises(FrameTooLargeError) as info:
+        reader.next_frame()
+    assert (info.value.size, info.value.limit) == ((1 << 20) + 1, 1 << 20)
+    assert reader.allocated == SCRATCH_SIZE  # no buffer for the claimed body was made
+    # Stopped for good: more bytes are dropped, and the error is raised again.
+    reader.feed(_frame(b"more"))
+    with pytest.raises(FrameTooLargeError):
+        reader.next_frame()
+    assert len(reader.get_buffer()) == SCRATCH_SIZE  # never a full buffer, even now
+
+
+def test_frame_reader_rejects_a_tiny_scratch_buffer() -> None:
+    with pytest.raises(ValueError):
+        FrameReader(scratch_size=4)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 1 << 30], ids=["byte", "7", "whole"])
+def test_frame_reader_on_frame_gets_each_frame_as_it_completes(chunk: int) -> None:
+    delivered: list[bytearray] = []
+    reader = FrameReader(scratch_size=100, on_frame=delivered.append)
+    trailing = _frame(b"partial")[:-2]
+    assert _read_into(reader, STREAM + trailing, chunk) == []  # nothing left to pull
+    assert delivered == BODIES
+    assert reader.buffered == len(trailing) and reader.error is None
+
+
+def test_frame_reader_on_frame_with_a_bad_prefix() -> None:
+    delivered: list[bytearray] = []
+    reader = FrameReader(max_frame_size=10, on_frame=delivered.append)
+    reader.feed(_frame(b"ok") + _frame(b"far too long") + _frame(b"never"))  # never raises
+    assert delivered == [b"ok"]
+    assert reader.error is not None and reader.error.size == 12
+    with pytest.raises(FrameTooLargeError):
+        reader.next_frame()
