@@ -39,11 +39,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import ctypes
+import functools
 import logging
 import time
 from typing import Any, cast
 
 from kafkacompat.broker import Broker
+from kafkacompat.config import Listener
 from kafkacompat.handlers import HANDLERS
 from kafkacompat.handlers.api_versions import unsupported_version_response
 from kafkacompat.handlers.context import CloseConnection, RequestContext
@@ -57,7 +59,7 @@ from kafkacompat.protocol.message import Message
 from kafkacompat.protocol.primitives import DecodeError
 from kafkacompat.protocol.supported import SUPPORTED_VERSIONS
 from kafkacompat.scheduler import KafkaScheduler
-from kafkacompat.security.session import Session
+from kafkacompat.security.session import SecurityProtocol, Session
 
 log = logging.getLogger("kafkacompat.server")
 
@@ -105,13 +107,20 @@ def raise_open_file_limit() -> int:
 
 
 class Connection(asyncio.BufferedProtocol):
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, listener: Listener | None = None) -> None:
         self.server = server
         self.broker = server.broker
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.client_host = ""
         self.session = Session()
+        if listener is not None:
+            # Which listener the connection came in on, and the protocol that listener speaks
+            # (listener.security.protocol.map), as Kafka's RequestContext carries them.
+            self.session.listener_name = listener.name
+            self.session.security_protocol = SecurityProtocol(
+                server.security_protocols.get(listener.name.upper(), "PLAINTEXT")
+            )
         self._frames = FrameReader(server.max_request_size, on_frame=self._enqueue)
         self._queue: collections.deque[bytearray] = collections.deque()
         self._queued_bytes = 0
@@ -136,6 +145,10 @@ class Connection(asyncio.BufferedProtocol):
             self.session.client_host = self.client_host
             self.session.client_port = int(peer[1])
             self.peer = f"{peer[0]}:{peer[1]}"
+            local = transport.get_extra_info("sockname")
+            if isinstance(local, tuple) and len(local) >= 2:
+                # Kafka's connection id: local-ip:port-remote-ip:port-index.
+                self.session.connection_id = f"{local[0]}:{local[1]}-{peer[0]}:{peer[1]}-{self.server.next_connection_index()}"
         self.server.connections.add(self)
         log.debug("connection from %s opened", self.peer)
 
@@ -325,6 +338,8 @@ class Server:
         self.max_request_size: int = config.get("socket.request.max.bytes")
         self.idle_ms: int = config.get("connections.max.idle.ms")
         self.connections: set[Connection] = set()
+        self.security_protocols = config.security_protocols
+        self._connection_index = 0
         self.stopping = False
         self._servers: list[asyncio.Server] = []
         self._scheduler = KafkaScheduler()
@@ -335,7 +350,7 @@ class Server:
         try:
             for listener in self.broker.config.listeners:
                 server = await loop.create_server(
-                    lambda: Connection(self),
+                    functools.partial(Connection, self, listener),
                     host=listener.host or None,
                     port=listener.port,
                     reuse_address=True,
@@ -355,6 +370,12 @@ class Server:
         self._scheduler.schedule(
             "idle-connection-reaper", self._close_idle, self._idle_check_interval()
         )
+
+    def next_connection_index(self) -> int:
+        """Kafka's per-processor connection index, wrapping at Int.MaxValue as it does."""
+        index = self._connection_index
+        self._connection_index = 0 if index == 2**31 - 1 else index + 1
+        return index
 
     def _idle_check_interval(self) -> float:
         if self.idle_ms < 0:

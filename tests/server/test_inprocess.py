@@ -23,6 +23,7 @@ from kafkacompat.protocol.framing import decode_response
 from kafkacompat.protocol.message import Message
 from kafkacompat.protocol.messages.metadata_request import MetadataRequest
 from kafkacompat.protocol.messages.metadata_response import MetadataResponse
+from kafkacompat.security.session import ANONYMOUS, SecurityProtocol, Session
 from kafkacompat.server import Server
 from kafkacompat.storage.data_dir import CLEAN_SHUTDOWN_FILE
 from tests.server.helpers import (
@@ -376,5 +377,61 @@ def test_composition_root_port_in_use_frees_the_data_dir(
         third = BrokerServer(BrokerConfig(props), engine="disk")
         await asyncio.wait_for(third.startup(), TIMEOUT)
         await asyncio.wait_for(third.shutdown(), TIMEOUT)
+
+    run(scenario())
+
+
+def test_each_connection_carries_its_listener_and_a_kafka_connection_id(
+    run: Callable[[Awaitable[None]], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = HANDLERS[METADATA]
+    sessions: list[Session] = []
+
+    async def recording(ctx: RequestContext, request: Any) -> Message | None:
+        sessions.append(ctx.session)
+        return await real(ctx, request)
+
+    patch_handler(monkeypatch, METADATA, recording)
+    props = {
+        "listeners": "EXTERNAL://127.0.0.1:0,INTERNAL://127.0.0.1:0",
+        "listener.security.protocol.map": "EXTERNAL:PLAINTEXT,INTERNAL:PLAINTEXT,"
+        "CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name": "INTERNAL",
+    }
+
+    async def scenario() -> None:
+        async with running_broker(**props) as broker_server:
+            server = broker_server.server
+            (_, external_port), (_, internal_port) = server.bound
+            expected = []
+            for port, listener in [
+                (external_port, "EXTERNAL"),
+                (internal_port, "INTERNAL"),
+                (external_port, "EXTERNAL"),
+            ]:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection("127.0.0.1", port), TIMEOUT
+                )
+                conn = Conn(reader, writer)
+                assert (await conn.request(api_versions_request(), 3)).error_code == 0
+                assert (await conn.request(MetadataRequest(topics=None), 12)).brokers
+                client_port = writer.get_extra_info("sockname")[1]
+                expected.append((listener, port, client_port))
+                conn.close()
+            assert len(sessions) == 3
+            indexes = []
+            for session, (listener, port, client_port) in zip(sessions, expected, strict=True):
+                assert session.listener_name == listener
+                assert session.security_protocol is SecurityProtocol.PLAINTEXT
+                assert session.principal == ANONYMOUS
+                assert (session.client_host, session.client_port) == ("127.0.0.1", client_port)
+                assert (session.client_software_name, session.client_software_version) == (
+                    "kafkacompat-tests",
+                    "1.0",
+                )
+                prefix = f"127.0.0.1:{port}-127.0.0.1:{client_port}-"
+                assert session.connection_id.startswith(prefix), session.connection_id
+                indexes.append(int(session.connection_id.removeprefix(prefix)))
+            assert len(set(indexes)) == 3 and indexes == sorted(indexes)
 
     run(scenario())
