@@ -7,7 +7,7 @@ import asyncio
 import logging
 import sys
 
-from kafkacompat import __version__
+from kafkacompat._version import __version__
 from kafkacompat.config import BrokerConfig, parse_listener, read_server_properties
 from kafkacompat.errors import KafkaProtocolError
 from kafkacompat.storage.atomic_file import CorruptFileError

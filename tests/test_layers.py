@@ -31,7 +31,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "kafkacompat"
 ROOT: Final = "kafkacompat"
 
 LAYERS: Final[list[tuple[str, ...]]] = [
-    ("__init__", "errors"),  # the package's version; Kafka's error codes
+    ("_version", "errors"),  # the package's version; Kafka's error codes
     ("protocol", "records", "security"),  # sans-I/O codecs; who is connected, may they
     ("storage",),
     ("config",),  # broker configs; builds on storage.config's topic configs
@@ -44,8 +44,9 @@ LAYERS: Final[list[tuple[str, ...]]] = [
     ("scheduler",),  # periodic jobs on the event loop: the socket server's and the broker's
     ("server",),
     ("broker_server",),  # the composition root: builds and starts broker and server
-    ("cli",),
-    ("__main__",),  # python -m kafkacompat
+    ("cli", "embedded"),  # the command; EmbeddedKafka (runs the command as a child, not imports it)
+    ("__main__", "pytest_plugin"),  # python -m kafkacompat; the fixtures over EmbeddedKafka
+    ("__init__",),  # the package root: re-exports the public API (EmbeddedKafka), lazily
 ]
 """Units (subpackages, or top-level modules without ``.py``), lowest tier first."""
 
