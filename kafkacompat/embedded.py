@@ -19,7 +19,8 @@ Two modes:
 
 Storage is ``"memory"`` (nothing on disk) or ``"disk"`` (Kafka's on-disk layout, in
 ``data_dir`` when given, else in a temporary directory removed at :meth:`EmbeddedKafka.stop`).
-Broker settings go in ``configs`` by Kafka's names.  Every wait is bounded: a broker that
+Broker settings go in ``configs`` by Kafka's names.  A broker still running when the
+interpreter exits is stopped then (``atexit``).  Every wait is bounded: a broker that
 does not start within ``start_timeout`` seconds, or cannot start at all (port in use, bad
 config, a data directory another broker holds), raises :class:`BrokerStartError`.
 
@@ -29,6 +30,7 @@ This module imports only the standard library until a broker starts, so that
 
 from __future__ import annotations
 
+import atexit
 import collections
 import contextlib
 import logging
@@ -42,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -70,6 +73,19 @@ _thread_data_dirs: set[str] = set()
 """Data directories held by thread-mode brokers of this process.  The storage's ``.lock`` is
 per process (the kernel's flock), so it cannot tell two brokers in one process apart."""
 _thread_data_dirs_lock = threading.Lock()
+
+_running: weakref.WeakSet[EmbeddedKafka] = weakref.WeakSet()
+"""Brokers started and not yet stopped: stopped at interpreter exit, so a forgotten one
+neither outlives its parent (process mode) nor dies without its clean-shutdown marker."""
+
+
+@atexit.register
+def _stop_running() -> None:
+    for kafka in list(_running):
+        try:
+            kafka.stop()
+        except Exception:
+            log.exception("stopping %r at exit failed", kafka)
 
 
 class BrokerStartError(RuntimeError):
@@ -157,6 +173,7 @@ class EmbeddedKafka:
             self._remove_temp_dir()
             raise
         self._runner = runner
+        _running.add(self)
         self._held_data_dir = held
         self.port = int(self._bootstrap.split(",")[0].rsplit(":", 1)[1])
         return self
@@ -167,6 +184,7 @@ class EmbeddedKafka:
         runner, self._runner = self._runner, None
         if runner is None:
             return
+        _running.discard(self)
         try:
             runner.stop(self.stop_timeout)
         finally:

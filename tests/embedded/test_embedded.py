@@ -141,3 +141,19 @@ def test_import_kafkacompat_stays_light() -> None:
         "assert kafkacompat.EmbeddedKafka.__module__ == 'kafkacompat.embedded'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_forgotten_broker_is_stopped_at_exit(mode: Mode, tmp_path: Path) -> None:
+    script = (
+        "from kafkacompat import EmbeddedKafka\n"
+        f"kafka = EmbeddedKafka(mode={mode!r}, storage='disk', data_dir={str(tmp_path)!r})\n"
+        "print(kafka.start().port, flush=True)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    port = int(done.stdout.strip())
+    assert (tmp_path / CLEAN_SHUTDOWN_FILE).exists(), done.stderr
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
