@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
 import time
 from collections.abc import Callable, Generator, Mapping
 from pathlib import Path
@@ -303,30 +302,17 @@ class Broker:
 
     async def flush_due(self) -> None:
         """Kafka's log flusher, every second: fsync segments rolled since the last pass (in a
-        thread: a 1 GiB fsync must not stall the event loop), then partitions whose flush.ms
-        has elapsed."""
-        from kafkacompat.storage.log import Log  # the disk engine's module, loaded on demand
-
+        thread: a 1 GiB fsync must not stall the event loop), then logs whose flush.ms has
+        elapsed."""
         loop = asyncio.get_running_loop()
-        for tp, partition_log in list(self.logs.logs()):
-            if not isinstance(partition_log, Log):
-                continue  # only the disk engine has segments to fsync
-            for flush in partition_log.take_roll_flushes():
-                try:
-                    if flush.fd is not None:
-                        await loop.run_in_executor(None, os.fsync, flush.fd)
-                finally:
-                    if flush.fd is not None:
-                        os.close(flush.fd)
-                # The topic may have been deleted while the fsync ran.
-                topic = self.logs.topics().get(tp[0])
-                if self.started and topic is not None and topic.logs[tp[1]] is partition_log:
-                    partition_log.complete_roll_flush(flush)
-        now = self.now_ms()
-        for _, partition_log in self.logs.logs():
-            maybe_flush = getattr(partition_log, "maybe_flush", None)
-            if maybe_flush is not None:
-                maybe_flush(now)
+        for pending in self.logs.take_roll_flushes():
+            try:
+                await loop.run_in_executor(None, pending.fsync)
+            finally:
+                pending.close()
+            if self.started:
+                self.logs.complete_roll_flush(pending)  # unless the topic went meanwhile
+        self.logs.flush_due(self.now_ms())
 
     def checkpoint(self) -> None:
         self.replica_manager.checkpoint()

@@ -60,7 +60,6 @@ STORAGE_SURFACE: Final = frozenset(
         "kafkacompat.storage.properties_file",  # coordinators.producer_ids, dynamic_config
         "kafkacompat.storage.data_dir",  # cli: DataDirInUseError
         "kafkacompat.storage.meta_properties",  # cli: NodeIdMismatchError
-        "kafkacompat.storage.log",  # broker: the disk engine's Log
         "kafkacompat.storage.log_cleaner",  # broker: the cleaner task
         "kafkacompat.storage.log_cleaner_manager",  # broker: the cleaner task
         # The layer above storage: a partition's log is the storage's UnifiedLog.

@@ -22,12 +22,13 @@ all is persisted. Time comes from the injected ``now_ms`` callable.
 
 from __future__ import annotations
 
+import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Literal, Protocol, runtime_checkable
+from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 from kafkacompat.errors import ErrorCode, KafkaProtocolError
 from kafkacompat.storage.base import PartitionLog
@@ -137,6 +138,24 @@ _DEFAULT_FACTORIES: Final[Mapping[str, LogFactory]] = {
     "memory": memory_log_factory,
     "null": null_log_factory,
 }
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRollFlush:
+    """A rolled segment waiting for its fsync."""
+
+    topic_partition: TopicPartition
+    log: PartitionLog
+    flush: Any
+    """The disk log's ``RollFlush``: a descriptor of its own, closed by :meth:`close`."""
+
+    def fsync(self) -> None:
+        if self.flush.fd is not None:
+            os.fsync(self.flush.fd)
+
+    def close(self) -> None:
+        if self.flush.fd is not None:
+            os.close(self.flush.fd)
 
 
 @dataclass(slots=True)
@@ -417,6 +436,32 @@ class LogManager:
             end = log.log_end_offset
             log.flush()
             self._recovery_points[tp] = end
+
+    def take_roll_flushes(self) -> list[PendingRollFlush]:
+        """Segments the disk logs rolled since the last call, each to be fsynced (off the event
+        loop: see :meth:`Log.take_roll_flushes`) and then passed to
+        :meth:`complete_roll_flush`."""
+        pending: list[PendingRollFlush] = []
+        for tp, log in self.logs():
+            take = getattr(log, "take_roll_flushes", None)  # only the disk engine rolls
+            if take is not None:
+                pending.extend(PendingRollFlush(tp, log, flush) for flush in take())
+        return pending
+
+    def complete_roll_flush(self, pending: PendingRollFlush) -> None:
+        """Move the log's recovery point past the fsynced segment, unless the partition was
+        deleted (or deleted and created again) while the fsync ran."""
+        topic = self._topics.get(pending.topic_partition[0])
+        index = pending.topic_partition[1]
+        if topic is not None and index < topic.partitions and topic.logs[index] is pending.log:
+            pending.log.complete_roll_flush(pending.flush)  # type: ignore[attr-defined]
+
+    def flush_due(self, now_ms: int) -> None:
+        """Flush the logs whose ``flush.messages`` / ``flush.ms`` have come due."""
+        for _, log in self.logs():
+            maybe_flush = getattr(log, "maybe_flush", None)  # only the disk engine counts
+            if maybe_flush is not None:
+                maybe_flush(now_ms)
 
     def checkpoint(self, high_watermarks: Mapping[TopicPartition, int] | None = None) -> None:
         """Write recovery-point, log-start-offset and replication checkpoints; the high
