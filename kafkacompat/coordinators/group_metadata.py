@@ -4,7 +4,8 @@ Kafka's ``GroupMetadata`` / ``MemberMetadata`` (the classic protocol; the new
 group-coordinator module calls it ``ClassicGroup``).  Data and bookkeeping only: which member
 awaits a JoinGroup or SyncGroup response, which protocols every member supports, which
 static instance maps to which member id.  The rules of when to rebalance live in
-:mod:`kafkacompat.coordinators.group_coordinator`.
+:mod:`kafkacompat.coordinators.group_metadata_manager` and
+:mod:`kafkacompat.coordinators.classic_group_rebalance`.
 
 States and the transitions allowed into each (Kafka's ``GroupState.validPreviousStates``)::
 

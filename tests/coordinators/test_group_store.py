@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from kafkacompat.coordinators.group_coordinator import GroupConfig
+from kafkacompat.coordinators.group_loader import latest_records
 from kafkacompat.coordinators.group_metadata import GroupState, OffsetAndMetadata
-from kafkacompat.coordinators.group_store import (
+from kafkacompat.coordinators.group_records import (
     OFFSETS_TOPIC,
-    GroupStore,
     decode_group_metadata_value,
     decode_offset_commit_value,
     group_metadata_key,
@@ -22,8 +22,8 @@ from kafkacompat.coordinators.group_store import (
     offset_commit_key,
     offset_commit_value,
     partition_for,
-    replay,
 )
+from kafkacompat.coordinators.group_store import GroupStore
 from kafkacompat.errors import ErrorCode
 from kafkacompat.metadata.local_controller import LocalController
 from kafkacompat.protocol.internal_topics.group_metadata_value import (
@@ -32,7 +32,6 @@ from kafkacompat.protocol.internal_topics.group_metadata_value import (
 )
 from kafkacompat.records import ControlRecordType, RecordBatchBuilder
 from kafkacompat.records.control import build_end_transaction_marker_batch
-from kafkacompat.storage.base import ReadResult
 from kafkacompat.storage.log_cleaner import clean
 from kafkacompat.storage.log_cleaner_manager import LogCleanerManager, cleanable_range
 from kafkacompat.storage.manager import Engine, LogManager
@@ -112,7 +111,7 @@ def test_group_metadata_record_layout() -> None:
             )
         ],
     )
-    from kafkacompat.coordinators.group_store import group_metadata_value
+    from kafkacompat.coordinators.group_records import group_metadata_value
 
     encoded = group_metadata_value(value)
     assert encoded[:2] == b"\x00\x03"
@@ -123,7 +122,7 @@ def test_group_metadata_record_layout() -> None:
 
 
 class FakeLog:
-    """Just enough of a PartitionLog to replay: some batches, end to end."""
+    """Just enough of a GroupStore to scan one partition: some batches, end to end."""
 
     def __init__(self, batches: list[bytes]) -> None:
         blob = bytearray()
@@ -135,11 +134,13 @@ class FakeLog:
             offset += count
             blob += raw
         self.blob = bytes(blob)
-        self.log_start_offset = 0
         self.log_end_offset = offset
 
-    def read(self, offset: int, max_bytes: int) -> ReadResult:
-        return ReadResult(self.blob if offset == 0 else b"", self.log_end_offset, 0)
+    def log_start_offset(self, partition: int) -> int:
+        return 0
+
+    def read(self, partition: int, offset: int, max_bytes: int) -> tuple[bytes, int]:
+        return self.blob if offset == 0 else b"", self.log_end_offset
 
 
 def _batch(records: list[tuple[bytes, bytes | None]], **kwargs: object) -> bytes:
@@ -177,7 +178,7 @@ def test_replay_keeps_the_latest_value_per_key_and_counts_committed_transactions
             _batch([(b"\x00\x05unknown-kind", b"x")]),
         ]
     )
-    latest, count = replay(log)  # type: ignore[arg-type]
+    latest, count = latest_records(log, 0)
     assert latest[key] == new
     assert latest[other] == b"committed-in-txn"
     assert count == 6
@@ -349,7 +350,7 @@ def test_compaction_keeps_every_offset_and_forgets_deleted_groups(tmp_path: Path
     assert result.stats.tombstones_removed >= 1
     for cleaned in result.cleaned:
         assert partition_log.replace_segments(cleaned, later)  # type: ignore[attr-defined]
-    latest, _ = replay(partition_log)
+    latest, _ = latest_records(store, 0)
     assert None not in latest.values()  # no tombstone left
 
     expected = {"g": {T0: 199, ("t", 1): 1199, ("t", 2): 59}, "simple": {T0: 7}}
