@@ -12,6 +12,14 @@ partition when ``topics`` is null (v2+); v8+ fetch for several groups at once.
 ``require_stable`` (v7+) asks to wait out pending transactional commits, of which there are
 none here.  The v9 member id and epoch belong to KIP-848 groups, which this broker does not
 run, and are ignored.
+
+Authorization, as Kafka's ``KafkaApis`` asks it: OffsetCommit READ on the group (every
+partition answers GROUP_AUTHORIZATION_FAILED otherwise) and READ on each topic
+(TOPIC_AUTHORIZATION_FAILED, checked before whether the topic exists, so that a session learns
+nothing of topics it may not read); OffsetFetch DESCRIBE on the group and DESCRIBE on each
+topic (asked partitions of other topics answer TOPIC_AUTHORIZATION_FAILED with no offset; a
+fetch of every partition leaves those topics out); OffsetDelete DELETE on the group and READ
+on each topic.
 """
 
 from __future__ import annotations
@@ -44,10 +52,15 @@ from kafkacompat.protocol.messages.offset_fetch_response import (
     OffsetFetchResponseTopic,
     OffsetFetchResponseTopics,
 )
+from kafkacompat.security.authorizer import AclOperation, ResourceType
 
 TopicPartition = tuple[str, int]
+Fetched = tuple[int, OffsetAndMetadata | None, ErrorCode]
+"""One OffsetFetch partition: its index, its committed offset, its error."""
 DEFAULT_RETENTION_TIME = -1
 INVALID_OFFSET = -1
+READ, DELETE, DESCRIBE = AclOperation.READ, AclOperation.DELETE, AclOperation.DESCRIBE
+GROUP, TOPIC = ResourceType.GROUP, ResourceType.TOPIC
 
 
 def _partition_exists(ctx: RequestContext, topic: str, partition: int) -> bool:
@@ -64,9 +77,21 @@ async def offset_commit(ctx: RequestContext, request: OffsetCommitRequest) -> Of
     expire = None if retention == DEFAULT_RETENTION_TIME else now + retention
     errors: dict[TopicPartition, ErrorCode] = {}
     offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+    if not ctx.authorize(READ, GROUP, request.group_id):
+        readable: set[str] = set()
+        group_error: ErrorCode | None = ErrorCode.GROUP_AUTHORIZATION_FAILED
+    else:
+        readable = ctx.authorized(READ, TOPIC, (t.name for t in request.topics))
+        group_error = None
     for topic in request.topics:
         for partition in topic.partitions:
             tp = (topic.name, partition.partition_index)
+            if group_error is not None:
+                errors[tp] = group_error
+                continue
+            if topic.name not in readable:
+                errors[tp] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+                continue
             if not _partition_exists(ctx, *tp):
                 errors[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
                 continue
@@ -108,19 +133,36 @@ async def offset_commit(ctx: RequestContext, request: OffsetCommitRequest) -> Of
 
 
 def _by_topic(
-    found: Iterable[tuple[TopicPartition, OffsetAndMetadata | None]],
-) -> dict[str, list[tuple[int, OffsetAndMetadata | None]]]:
-    topics: dict[str, list[tuple[int, OffsetAndMetadata | None]]] = {}
-    for (topic, partition), committed in found:
-        topics.setdefault(topic, []).append((partition, committed))
+    found: Iterable[tuple[TopicPartition, OffsetAndMetadata | None, ErrorCode]],
+) -> dict[str, list[Fetched]]:
+    topics: dict[str, list[Fetched]] = {}
+    for (topic, partition), committed, error in found:
+        topics.setdefault(topic, []).append((partition, committed, error))
     return topics
 
 
 def _fetch(
     ctx: RequestContext, group_id: str, wanted: list[TopicPartition] | None
-) -> tuple[ErrorCode, dict[str, list[tuple[int, OffsetAndMetadata | None]]]]:
-    error, found = coordinator(ctx).fetch_offsets(group_id, wanted)
-    return error, _by_topic(found)
+) -> tuple[ErrorCode, dict[str, list[Fetched]]]:
+    if not ctx.authorize(DESCRIBE, GROUP, group_id):
+        return ErrorCode.GROUP_AUTHORIZATION_FAILED, {}
+    if wanted is None:
+        error, found = coordinator(ctx).fetch_offsets(group_id, None)
+        visible = ctx.authorized(DESCRIBE, TOPIC, {tp[0] for tp, _ in found})
+        return error, _by_topic((tp, c, ErrorCode.NONE) for tp, c in found if tp[0] in visible)
+    visible = ctx.authorized(DESCRIBE, TOPIC, (tp[0] for tp in wanted))
+    error, found = coordinator(ctx).fetch_offsets(
+        group_id, [tp for tp in wanted if tp[0] in visible]
+    )
+    if error != ErrorCode.NONE:
+        return error, {}
+    committed = dict(found)
+    return error, _by_topic(
+        (tp, committed.get(tp), ErrorCode.NONE)
+        if tp[0] in visible
+        else (tp, None, ErrorCode.TOPIC_AUTHORIZATION_FAILED)
+        for tp in wanted
+    )
 
 
 async def offset_fetch(ctx: RequestContext, request: OffsetFetchRequest) -> OffsetFetchResponse:
@@ -147,8 +189,9 @@ async def offset_fetch(ctx: RequestContext, request: OffsetFetchRequest) -> Offs
                                     committed_offset=INVALID_OFFSET if c is None else c.offset,
                                     committed_leader_epoch=-1 if c is None else c.leader_epoch,
                                     metadata="" if c is None else c.metadata,
+                                    error_code=e,
                                 )
-                                for p, c in partitions
+                                for p, c, e in partitions
                             ],
                         )
                         for name, partitions in topics.items()
@@ -163,11 +206,9 @@ async def offset_fetch(ctx: RequestContext, request: OffsetFetchRequest) -> Offs
         else [(t.name, p) for t in request.topics for p in t.partition_indexes]
     )
     error, topics = _fetch(ctx, request.group_id, asked)
-    partition_error: ErrorCode = ErrorCode.NONE
     if error != ErrorCode.NONE and version < 2 and asked is not None:
         # v1 has no top-level error: every asked partition carries it.
-        topics = _by_topic((tp, None) for tp in asked)
-        partition_error = error
+        topics = _by_topic((tp, None, error) for tp in asked)
     return OffsetFetchResponse(
         error_code=error,
         topics=[
@@ -179,9 +220,9 @@ async def offset_fetch(ctx: RequestContext, request: OffsetFetchRequest) -> Offs
                         committed_offset=INVALID_OFFSET if c is None else c.offset,
                         committed_leader_epoch=-1 if c is None else c.leader_epoch,
                         metadata="" if c is None else c.metadata,
-                        error_code=partition_error,
+                        error_code=e,
                     )
-                    for p, c in partitions
+                    for p, c, e in partitions
                 ],
             )
             for name, partitions in topics.items()
@@ -193,12 +234,17 @@ async def offset_fetch(ctx: RequestContext, request: OffsetFetchRequest) -> Offs
 
 
 async def offset_delete(ctx: RequestContext, request: OffsetDeleteRequest) -> OffsetDeleteResponse:
+    if not ctx.authorize(DELETE, GROUP, request.group_id):
+        return OffsetDeleteResponse(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED)
     errors: dict[TopicPartition, ErrorCode] = {}
     wanted: list[TopicPartition] = []
+    readable = ctx.authorized(READ, TOPIC, (t.name for t in request.topics))
     for topic in request.topics:
         for partition in topic.partitions:
             tp = (topic.name, partition.partition_index)
-            if _partition_exists(ctx, *tp):
+            if topic.name not in readable:
+                errors[tp] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+            elif _partition_exists(ctx, *tp):
                 wanted.append(tp)
             else:
                 errors[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION

@@ -9,6 +9,13 @@ connection awaits; a connection closed meanwhile just drops its answer, as Kafka
 FindCoordinator: this broker coordinates every group, and creates ``__consumer_offsets`` on
 the first lookup, as Kafka does (Kafka answers COORDINATOR_NOT_AVAILABLE while the topic is
 being created; here creation is synchronous, so the first answer is already the coordinator).
+Authorization, as Kafka's ``KafkaApis`` asks it: FindCoordinator DESCRIBE on the group (or the
+transactional id); JoinGroup, SyncGroup, Heartbeat and LeaveGroup READ on the group;
+DescribeGroups DESCRIBE on each group (and ``authorized_operations`` when asked); ListGroups
+every group with DESCRIBE on the cluster, else only those with DESCRIBE on the group;
+DeleteGroups DELETE on each group.  Refusals are GROUP_AUTHORIZATION_FAILED (or
+TRANSACTIONAL_ID_AUTHORIZATION_FAILED), answered before the coordinator is asked.
+
 Transactions are not supported: a transactional id's coordinator is refused with
 TRANSACTIONAL_ID_AUTHORIZATION_FAILED, the answer InitProducerId gives too, which clients
 treat as fatal (COORDINATOR_NOT_AVAILABLE would have them retry until their timeouts).  Share
@@ -56,18 +63,25 @@ from kafkacompat.protocol.messages.list_groups_request import ListGroupsRequest
 from kafkacompat.protocol.messages.list_groups_response import ListedGroup, ListGroupsResponse
 from kafkacompat.protocol.messages.sync_group_request import SyncGroupRequest
 from kafkacompat.protocol.messages.sync_group_response import SyncGroupResponse
+from kafkacompat.security.authorizer import (
+    CLUSTER_NAME,
+    AclOperation,
+    ResourceType,
+    authorized_operations,
+)
 
 GROUP_KEY_TYPE: Final = 0
 TRANSACTION_KEY_TYPE: Final = 1
 SHARE_KEY_TYPE: Final = 2
 
-# AclOperation bits a group supports with no authorizer: READ 3, DELETE 6, DESCRIBE 8.
-GROUP_OPERATIONS: Final = (1 << 3) | (1 << 6) | (1 << 8)
 OPERATIONS_NOT_REQUESTED: Final = -(2**31)
+READ, DELETE, DESCRIBE = AclOperation.READ, AclOperation.DELETE, AclOperation.DESCRIBE
+GROUP, CLUSTER = ResourceType.GROUP, ResourceType.CLUSTER
 
 # Kafka's default messages for the errors FindCoordinator can answer with.
 _MESSAGES: Final = {
     ErrorCode.COORDINATOR_NOT_AVAILABLE: "The coordinator is not available.",
+    ErrorCode.GROUP_AUTHORIZATION_FAILED: "Group authorization failed.",
     ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED: "Transactional Id authorization failed.",
 }
 
@@ -97,12 +111,15 @@ async def wait_for(register: Callable[[Callable[[T], None]], None]) -> T:
 
 def _find(ctx: RequestContext, key_type: int, key: str) -> tuple[ErrorCode, str | None]:
     if key_type == GROUP_KEY_TYPE:
+        if not ctx.authorize(DESCRIBE, GROUP, key):
+            return ErrorCode.GROUP_AUTHORIZATION_FAILED, None
         try:
             ctx.broker.groups.ensure_offsets_topic()
         except KafkaProtocolError as exc:
             return ErrorCode.COORDINATOR_NOT_AVAILABLE, str(exc)
         return ErrorCode.NONE, None
     if key_type == TRANSACTION_KEY_TYPE:
+        # Refused whether or not DESCRIBE on the transactional id is allowed (see above).
         return ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, None
     if key_type == SHARE_KEY_TYPE:
         return ErrorCode.COORDINATOR_NOT_AVAILABLE, None
@@ -152,6 +169,8 @@ async def find_coordinator(
 
 async def join_group(ctx: RequestContext, request: JoinGroupRequest) -> JoinGroupResponse:
     version = ctx.api_version
+    if not ctx.authorize(READ, GROUP, request.group_id):
+        return _join_response(version, JoinGroupResult("", ErrorCode.GROUP_AUTHORIZATION_FAILED))
     groups = coordinator(ctx)
     protocols: list[tuple[str, bytes]] = []
     seen: set[str] = set()
@@ -182,7 +201,10 @@ async def join_group(ctx: RequestContext, request: JoinGroupRequest) -> JoinGrou
             reason=request.reason if version >= 8 else None,
         )
 
-    result: JoinGroupResult = await wait_for(register)
+    return _join_response(version, await wait_for(register))
+
+
+def _join_response(version: int, result: JoinGroupResult) -> JoinGroupResponse:
     protocol_name = result.protocol_name
     if protocol_name is None and version < 7:
         protocol_name = ""  # nullable only from v7
@@ -209,6 +231,8 @@ async def sync_group(ctx: RequestContext, request: SyncGroupRequest) -> SyncGrou
     if version >= 5 and (request.protocol_type is None or request.protocol_name is None):
         # From v5 both are mandatory.
         return SyncGroupResponse(error_code=ErrorCode.INCONSISTENT_GROUP_PROTOCOL)
+    if not ctx.authorize(READ, GROUP, request.group_id):
+        return SyncGroupResponse(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED)
     assignments = {a.member_id: bytes(a.assignment) for a in request.assignments}
 
     def register(respond: Callable[[SyncGroupResult], None]) -> None:
@@ -233,6 +257,8 @@ async def sync_group(ctx: RequestContext, request: SyncGroupRequest) -> SyncGrou
 
 
 async def heartbeat(ctx: RequestContext, request: HeartbeatRequest) -> HeartbeatResponse:
+    if not ctx.authorize(READ, GROUP, request.group_id):
+        return HeartbeatResponse(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED)
     error = coordinator(ctx).heartbeat(
         request.group_id,
         request.member_id,
@@ -244,6 +270,8 @@ async def heartbeat(ctx: RequestContext, request: HeartbeatRequest) -> Heartbeat
 
 async def leave_group(ctx: RequestContext, request: LeaveGroupRequest) -> LeaveGroupResponse:
     version = ctx.api_version
+    if not ctx.authorize(READ, GROUP, request.group_id):
+        return LeaveGroupResponse(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED)
     if version >= 3:
         leaving = [(m.member_id, m.group_instance_id) for m in request.members]
     else:
@@ -274,7 +302,21 @@ async def describe_groups(
     groups = coordinator(ctx)
     asked_operations = ctx.api_version >= 3 and request.include_authorized_operations
     described = []
+    allowed = ctx.authorized(DESCRIBE, GROUP, request.groups)
     for group_id in request.groups:
+        if group_id not in allowed:
+            described.append(
+                DescribedGroup(
+                    error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED,
+                    group_id=group_id,
+                    group_state="",
+                    protocol_type="",
+                    protocol_data="",
+                    members=[],
+                    authorized_operations=OPERATIONS_NOT_REQUESTED,
+                )
+            )
+            continue
         error, summary = groups.describe_group(group_id)
         described.append(
             DescribedGroup(
@@ -294,7 +336,9 @@ async def describe_groups(
                     )
                     for m in summary.members
                 ],
-                authorized_operations=GROUP_OPERATIONS
+                authorized_operations=authorized_operations(
+                    ctx.broker.authorizer, ctx.session, GROUP, group_id
+                )
                 if asked_operations and error == ErrorCode.NONE
                 else OPERATIONS_NOT_REQUESTED,
             )
@@ -308,6 +352,10 @@ async def list_groups(ctx: RequestContext, request: ListGroupsRequest) -> ListGr
         request.states_filter if version >= 4 else (),
         request.types_filter if version >= 5 else (),
     )
+    if not ctx.authorize(DESCRIBE, CLUSTER, CLUSTER_NAME):
+        # Without DESCRIBE on the cluster, only the groups the session may describe.
+        allowed = ctx.authorized(DESCRIBE, GROUP, (g.group_id for g in overviews))
+        overviews = [g for g in overviews if g.group_id in allowed]
     return ListGroupsResponse(
         error_code=error,
         groups=[
@@ -324,7 +372,9 @@ async def list_groups(ctx: RequestContext, request: ListGroupsRequest) -> ListGr
 
 async def delete_groups(ctx: RequestContext, request: DeleteGroupsRequest) -> DeleteGroupsResponse:
     names = list(dict.fromkeys(request.groups_names))  # Kafka answers each name once
-    errors = coordinator(ctx).delete_groups(names)
+    allowed = ctx.authorized(DELETE, GROUP, names)
+    errors = coordinator(ctx).delete_groups([n for n in names if n in allowed])
+    errors.update((n, ErrorCode.GROUP_AUTHORIZATION_FAILED) for n in names if n not in allowed)
     return DeleteGroupsResponse(
         results=[DeletableGroupResult(group_id=name, error_code=errors[name]) for name in names]
     )
