@@ -36,7 +36,7 @@ clock or sleeps.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -87,14 +87,8 @@ EMPTY_RESULT: CoordinatorResult[None] = CoordinatorResult([], None)
 
 
 def no_records(response: T) -> CoordinatorResult[T]:
+    """A result that writes nothing: read-like writes, and refusals."""
     return CoordinatorResult([], response)
-
-
-def merge(results: Iterable[CoordinatorResult[None]]) -> CoordinatorResult[None]:
-    merged = EMPTY_RESULT
-    for result in results:
-        merged = merged.then(result)
-    return merged
 
 
 class CoordinatorShard(Protocol):
@@ -234,8 +228,7 @@ class CoordinatorRuntime(Generic[ShardT]):
         self.loading = True
         self.active = True
         records = 0
-        partitions = range(self.num_partitions) if self.store is not None else range(1)
-        for partition in partitions:
+        for partition in range(self.num_partitions):
             shard = self.shard(partition)
             if self.store is None:
                 continue

@@ -63,8 +63,10 @@ class GroupsView(Mapping[str, GroupMetadata]):
         return (shard.group_manager.groups for shard in self._runtime.shards())
 
     def __getitem__(self, group_id: str) -> GroupMetadata:
-        partition = self._runtime.partition_for(group_id)
-        return self._runtime.shard(partition).group_manager.groups[group_id]
+        for groups in self._all():
+            if group_id in groups:
+                return groups[group_id]
+        raise KeyError(group_id)
 
     def __iter__(self) -> Iterator[str]:
         for groups in self._all():

@@ -29,6 +29,7 @@ from typing import Final
 
 from kafkacompat.coordinators.group_timers import TimerHandle
 from kafkacompat.errors import ErrorCode
+from kafkacompat.protocol.internal_topics.group_metadata_value import GroupMetadataValue
 from kafkacompat.protocol.messages.consumer_protocol_subscription import (
     ConsumerProtocolSubscription,
 )
@@ -248,6 +249,37 @@ class GroupMetadata:
     """A member joined during the initial rebalance delay, which then waits once more."""
     join_timer: JoinTimer | None = None
     sync_timer: TimerHandle | None = None
+
+    @classmethod
+    def from_record(cls, group_id: str, value: GroupMetadataValue) -> GroupMetadata:
+        """The group as its last stored generation left it (Kafka's ``ClassicGroup.fromRecord``):
+        Stable if it had members, else Empty."""
+        group = cls(
+            group_id,
+            S.STABLE if value.members else S.EMPTY,
+            None if value.current_state_timestamp < 0 else value.current_state_timestamp,
+            protocol_type=value.protocol_type or None,
+            protocol_name=value.protocol,
+            generation_id=value.generation,
+            leader_id=value.leader,
+        )
+        protocol = value.protocol or ""
+        for record in value.members:
+            group.add(
+                MemberMetadata(
+                    record.member_id,
+                    record.group_instance_id,
+                    record.client_id,
+                    record.client_host,
+                    record.rebalance_timeout,
+                    record.session_timeout,
+                    value.protocol_type,
+                    [(protocol, bytes(record.subscription))],
+                    bytes(record.assignment),
+                )
+            )
+        group.subscribed_topics = group.compute_subscribed_topics()
+        return group
 
     # -- queries ----------------------------------------------------------------------------------
 

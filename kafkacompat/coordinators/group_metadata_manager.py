@@ -59,7 +59,6 @@ from kafkacompat.coordinators.group_records import (
     offset_commit_key,
 )
 from kafkacompat.errors import ErrorCode
-from kafkacompat.protocol.internal_topics.group_metadata_value import GroupMetadataValue
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +129,7 @@ class GroupMetadataManager(ClassicGroupRebalance):
                 return
             group = GroupMetadata(record.group_id, S.EMPTY, self.now())
         else:
-            group = _group_from_record(record.group_id, record.value)
+            group = GroupMetadata.from_record(record.group_id, record.value)
         group.offsets.update(offsets)
         self.groups[record.group_id] = group
 
@@ -583,32 +582,3 @@ def _remove_all_offsets(group: GroupMetadata) -> list[TopicPartition]:
     removed = list(group.offsets)
     group.offsets.clear()
     return removed
-
-
-def _group_from_record(group_id: str, value: GroupMetadataValue) -> GroupMetadata:
-    group = GroupMetadata(
-        group_id,
-        S.STABLE if value.members else S.EMPTY,
-        None if value.current_state_timestamp < 0 else value.current_state_timestamp,
-        protocol_type=value.protocol_type or None,
-        protocol_name=value.protocol,
-        generation_id=value.generation,
-        leader_id=value.leader,
-    )
-    protocol = value.protocol or ""
-    for record in value.members:
-        group.add(
-            MemberMetadata(
-                record.member_id,
-                record.group_instance_id,
-                record.client_id,
-                record.client_host,
-                record.rebalance_timeout,
-                record.session_timeout,
-                value.protocol_type,
-                [(protocol, bytes(record.subscription))],
-                bytes(record.assignment),
-            )
-        )
-    group.subscribed_topics = group.compute_subscribed_topics()
-    return group
