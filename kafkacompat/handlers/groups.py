@@ -1,14 +1,16 @@
 """Consumer groups, classic protocol: FindCoordinator (key 10), JoinGroup (11), Heartbeat
 (12), LeaveGroup (13), SyncGroup (14), DescribeGroups (15), ListGroups (16), DeleteGroups (42).
 
-The rules live in :mod:`kafkacompat.coordinators.group_coordinator`; this module maps
-versions onto it.  JoinGroup and SyncGroup responses may wait for other members (a
-rebalance): the coordinator answers through a callback, which resolves a future this
-connection awaits; a connection closed meanwhile just drops its answer, as Kafka's does.
+The rules live behind :mod:`kafkacompat.coordinators.group_coordinator` (the service over the
+coordinator runtime); this module maps versions onto it and asks the authorizer.  JoinGroup
+and SyncGroup responses may wait for other members (a rebalance): the coordinator answers
+through a callback, which resolves a future this connection awaits; a connection closed
+meanwhile just drops its answer, as Kafka's does.
 
 FindCoordinator: this broker coordinates every group, and creates ``__consumer_offsets`` on
 the first lookup, as Kafka does (Kafka answers COORDINATOR_NOT_AVAILABLE while the topic is
 being created; here creation is synchronous, so the first answer is already the coordinator).
+
 Authorization, as Kafka's ``KafkaApis`` asks it: FindCoordinator DESCRIBE on the group (or the
 transactional id); JoinGroup, SyncGroup, Heartbeat and LeaveGroup READ on the group;
 DescribeGroups DESCRIBE on each group (and ``authorized_operations`` when asked); ListGroups
