@@ -45,11 +45,7 @@ from kafkacompat.coordinators.group_metadata import (
     SessionTimer,
     SyncGroupResult,
 )
-from kafkacompat.coordinators.group_records import (
-    group_metadata_key,
-    group_metadata_value,
-    member_record,
-)
+from kafkacompat.coordinators.group_records import GroupMetadataRecord, member_record
 from kafkacompat.errors import ErrorCode
 from kafkacompat.protocol.internal_topics.group_metadata_value import GroupMetadataValue
 
@@ -105,7 +101,7 @@ def group_record_result(
         members=members,
     )
     return CoordinatorResult(
-        [(group_metadata_key(group.group_id), group_metadata_value(value))],
+        [GroupMetadataRecord(group.group_id, value)],
         None,
         (on_append,),
         replay_records=False,

@@ -41,7 +41,11 @@ from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from kafkacompat.coordinators.group_loader import latest_records_steps
-from kafkacompat.coordinators.group_records import CoordinatorRecord, Record, decode_record
+from kafkacompat.coordinators.group_records import (
+    CoordinatorRecord,
+    decode_record,
+    encode_record,
+)
 from kafkacompat.coordinators.group_store import GroupStore, StoreError
 from kafkacompat.coordinators.group_timers import Scheduler, TimerHandle
 from kafkacompat.errors import ErrorCode
@@ -61,7 +65,7 @@ failed SyncGroup write starts a rebalance, which may write the group again)."""
 class CoordinatorResult(Generic[T]):
     """Kafka's ``CoordinatorResult<T, U>``: what a write operation wants written and answered."""
 
-    records: list[Record]
+    records: list[CoordinatorRecord]
     response: T
     append_future: tuple[AppendCallback, ...] = ()
     replay_records: bool = True
@@ -195,10 +199,8 @@ class CoordinatorRuntime(Generic[ShardT]):
         """Append, replay, complete the append futures, then write their follow-ups."""
         error = self._append(partition, result.records)
         if error is None and result.replay_records:
-            for key, value in result.records:
-                record = decode_record(key, value)
-                if record is not None:
-                    shard.replay(record)
+            for record in result.records:
+                shard.replay(record)
         follow_ups = [callback(error) for callback in result.append_future]
         for follow_up in follow_ups:
             if follow_up is not None:
@@ -208,11 +210,11 @@ class CoordinatorRuntime(Generic[ShardT]):
     def schedule_read_operation(self, partition: int, op: Callable[[ShardT], T]) -> T:
         return op(self.shard(partition))
 
-    def _append(self, partition: int, records: list[Record]) -> ErrorCode | None:
+    def _append(self, partition: int, records: list[CoordinatorRecord]) -> ErrorCode | None:
         if self.store is None or not records:
             return None
         try:
-            self.store.append(partition, records)
+            self.store.append(partition, [encode_record(r) for r in records])
         except StoreError as exc:
             log.warning(
                 "cannot append %d records to partition %d: %s", len(records), partition, exc

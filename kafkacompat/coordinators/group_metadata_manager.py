@@ -53,10 +53,9 @@ from kafkacompat.coordinators.group_metadata import (
     generate_member_id,
 )
 from kafkacompat.coordinators.group_records import (
+    CoordinatorRecord,
     GroupMetadataRecord,
-    Record,
-    group_metadata_key,
-    offset_commit_key,
+    OffsetCommitRecord,
 )
 from kafkacompat.errors import ErrorCode
 
@@ -548,7 +547,7 @@ class GroupMetadataManager(ClassicGroupRebalance):
         many offsets went.  The groups change at once: a lost tombstone only delays a
         deletion to the next check, as in Kafka."""
         removed_count = 0
-        records: list[Record] = []
+        records: list[CoordinatorRecord] = []
         for group in groups:
             removed = selector(group)
             if group.is_in(S.EMPTY) and not group.offsets:
@@ -559,7 +558,7 @@ class GroupMetadataManager(ClassicGroupRebalance):
                 )
                 group.transition_to(S.DEAD, self.now())
             records.extend(
-                (offset_commit_key(group.group_id, topic, partition), None)
+                OffsetCommitRecord(group.group_id, topic, partition, None)
                 for topic, partition in removed
             )
             removed_count += len(removed)
@@ -568,7 +567,7 @@ class GroupMetadataManager(ClassicGroupRebalance):
                 group.cancel_timers()
                 # A group used only to store offsets never had a metadata record to delete.
                 if group.generation_id > 0:
-                    records.append((group_metadata_key(group.group_id), None))
+                    records.append(GroupMetadataRecord(group.group_id, None))
 
         def on_append(error: ErrorCode | None) -> None:
             if error is not None:

@@ -35,12 +35,7 @@ from kafkacompat.coordinators.group_metadata_manager import (
     GroupMetadataManager,
     validate_current_member,
 )
-from kafkacompat.coordinators.group_records import (
-    OffsetCommitRecord,
-    Record,
-    offset_commit_key,
-    offset_commit_value,
-)
+from kafkacompat.coordinators.group_records import CoordinatorRecord, OffsetCommitRecord
 from kafkacompat.coordinators.group_timers import TimerHandle
 from kafkacompat.errors import ErrorCode
 
@@ -141,12 +136,12 @@ class OffsetMetadataManager:
             self.group_manager.schedule_session_expiration(group, member, member.session_timeout_ms)
         limit = self.config.offset_metadata_max_bytes
         errors: dict[TopicPartition, ErrorCode] = {}
-        records: list[Record] = []
+        records: list[CoordinatorRecord] = []
         for tp, committed in offsets.items():
             if len(committed.metadata) > limit:
                 errors[tp] = E.OFFSET_METADATA_TOO_LARGE
             else:
-                records.append((offset_commit_key(group_id, *tp), offset_commit_value(committed)))
+                records.append(OffsetCommitRecord(group_id, tp[0], tp[1], committed))
                 errors[tp] = E.NONE
         return CoordinatorResult(records, errors)
 

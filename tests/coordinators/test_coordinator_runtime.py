@@ -26,8 +26,7 @@ from kafkacompat.coordinators.group_records import (
     OffsetCommitRecord,
     Record,
     decode_record,
-    offset_commit_key,
-    offset_commit_value,
+    encode_record,
 )
 from kafkacompat.coordinators.group_store import GroupStore, StoreError
 from kafkacompat.coordinators.group_timers import ManualClock
@@ -108,8 +107,12 @@ class CounterShard:
 
 
 def _commit(offset: int) -> CoordinatorResult[str]:
-    record = (offset_commit_key("g", *T0), offset_commit_value(OffsetAndMetadata(offset)))
+    record = OffsetCommitRecord("g", *T0, OffsetAndMetadata(offset))
     return CoordinatorResult([record], f"committed {offset}")
+
+
+def _encoded(records: Iterable[CoordinatorRecord]) -> list[Record]:
+    return [encode_record(r) for r in records]
 
 
 def _runtime(store: GroupStore | None) -> CoordinatorRuntime[CounterShard]:
@@ -130,8 +133,8 @@ def test_a_write_appends_its_records_then_replays_them_then_answers() -> None:
     assert runtime.schedule_write_operation(0, lambda _shard, _now: result) == "committed 5"
     assert runtime.shard(0).offsets == {T0: 5}
     assert seen == [None]
-    assert store.appended == [(0, result.records)]
-    assert _persisted(store, 0) == result.records
+    assert store.appended == [(0, _encoded(result.records))]
+    assert _persisted(store, 0) == _encoded(result.records)
 
 
 def test_a_failed_append_replays_nothing_and_answers_what_on_error_makes_of_it() -> None:
@@ -158,7 +161,7 @@ def test_records_of_a_result_that_does_not_replay_are_only_written() -> None:
     result.replay_records = False
     runtime.schedule_write_operation(0, lambda _shard, _now: result)
     assert runtime.shard(0).offsets == {}
-    assert _persisted(store, 0) == result.records
+    assert _persisted(store, 0) == _encoded(result.records)
 
 
 def test_an_append_future_may_return_a_follow_up_which_is_written_too() -> None:
@@ -168,7 +171,10 @@ def test_an_append_future_may_return_a_follow_up_which_is_written_too() -> None:
     second: CoordinatorResult[None] = CoordinatorResult(_commit(2).records, None)
     first.append_future = (lambda _error: second,)
     runtime.schedule_write_operation(0, lambda _shard, _now: first)
-    assert [records for _, records in store.appended] == [first.records, second.records]
+    assert [records for _, records in store.appended] == [
+        _encoded(first.records),
+        _encoded(second.records),
+    ]
     assert runtime.shard(0).offsets == {T0: 2}
 
 
@@ -256,7 +262,7 @@ def test_the_records_an_operation_returns_are_exactly_the_ones_persisted(
 ) -> None:
     h, store = _harness(partitions=3)
     runtime = h.coordinator.runtime
-    returned: dict[int, list[Record]] = {}
+    returned: dict[int, list[CoordinatorRecord]] = {}
     write = runtime.schedule_write_operation
 
     def spy(partition: int, op: Any, on_error: Any = None) -> Any:
@@ -273,8 +279,8 @@ def test_the_records_an_operation_returns_are_exactly_the_ones_persisted(
     h.coordinator.delete_groups(["s"])
     assert returned and sum(len(r) for r in returned.values()) == 5
     for partition in range(3):
-        assert _persisted(store, partition) == returned.get(partition, [])
-    kinds = [type(decode_record(k, v)).__name__ for rs in returned.values() for k, v in rs]
+        assert _persisted(store, partition) == _encoded(returned.get(partition, []))
+    kinds = [type(r).__name__ for rs in returned.values() for r in rs]
     # g's generation; s only stored offsets, so its deletion is two offset tombstones.
     assert sorted(kinds) == ["GroupMetadataRecord"] + ["OffsetCommitRecord"] * 4
 
