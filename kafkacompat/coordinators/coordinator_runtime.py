@@ -19,7 +19,7 @@ its group's shard:
   rebalance timeouts and the offsets retention check write their records like any request.
 * the *load* at start-up reads each partition (:mod:`kafkacompat.coordinators.group_loader`)
   and replays its records into a fresh shard; requests get COORDINATOR_LOAD_IN_PROGRESS
-  meanwhile (the shards check :attr:`CoordinatorRuntime.loading`).
+  meanwhile (the service checks :attr:`CoordinatorRuntime.loading` before it schedules).
 
 As in Kafka, some state is changed by the operation itself rather than by replay: a classic
 group's membership is not a record, so the classic group operations change the group
@@ -29,8 +29,9 @@ failed offset commit leaves the shard as it was.  Appends here are synchronous (
 returns once the batch is in the log), so an operation's records are durable before the next
 operation runs and no snapshot of the shard is needed to undo one.
 
-Time comes from the injected scheduler (``now``, and the timers); nothing reads the wall
-clock or sleeps.
+Time comes from the injected scheduler: an operation is handed ``now``, and the managers read
+the same clock through their :class:`CoordinatorTimer`; nothing reads the wall clock or
+sleeps.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ log, else the error); may return a follow-up result, which the runtime writes in
 failed SyncGroup write starts a rebalance, which may write the group again)."""
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class CoordinatorResult(Generic[T]):
     """Kafka's ``CoordinatorResult<T, U>``: what a write operation wants written and answered."""
 

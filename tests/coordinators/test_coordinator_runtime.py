@@ -106,9 +106,9 @@ class CounterShard:
         pass
 
 
-def _commit(offset: int) -> CoordinatorResult[str]:
+def _commit(offset: int, **kwargs: Any) -> CoordinatorResult[str]:
     record = OffsetCommitRecord("g", *T0, OffsetAndMetadata(offset))
-    return CoordinatorResult([record], f"committed {offset}")
+    return CoordinatorResult([record], f"committed {offset}", **kwargs)
 
 
 def _encoded(records: Iterable[CoordinatorRecord]) -> list[Record]:
@@ -128,8 +128,7 @@ def test_a_write_appends_its_records_then_replays_them_then_answers() -> None:
     store = FlakyStore(_logs())
     runtime = _runtime(store)
     seen: list[ErrorCode | None] = []
-    result = _commit(5)
-    result.append_future = (lambda error: seen.append(error),)
+    result = _commit(5, append_future=(seen.append,))
     assert runtime.schedule_write_operation(0, lambda _shard, _now: result) == "committed 5"
     assert runtime.shard(0).offsets == {T0: 5}
     assert seen == [None]
@@ -143,8 +142,7 @@ def test_a_failed_append_replays_nothing_and_answers_what_on_error_makes_of_it()
     runtime.schedule_write_operation(0, lambda _shard, _now: _commit(1))
     store.failing = E.NOT_LEADER_OR_FOLLOWER
     seen: list[ErrorCode | None] = []
-    result = _commit(2)
-    result.append_future = (lambda error: seen.append(error),)
+    result = _commit(2, append_future=(seen.append,))
     answer = runtime.schedule_write_operation(
         0, lambda _shard, _now: result, lambda error, response: f"{error.name} for {response}"
     )
@@ -157,8 +155,7 @@ def test_a_failed_append_replays_nothing_and_answers_what_on_error_makes_of_it()
 def test_records_of_a_result_that_does_not_replay_are_only_written() -> None:
     store = FlakyStore(_logs())
     runtime = _runtime(store)
-    result = _commit(3)
-    result.replay_records = False
+    result = _commit(3, replay_records=False)
     runtime.schedule_write_operation(0, lambda _shard, _now: result)
     assert runtime.shard(0).offsets == {}
     assert _persisted(store, 0) == _encoded(result.records)
@@ -167,9 +164,8 @@ def test_records_of_a_result_that_does_not_replay_are_only_written() -> None:
 def test_an_append_future_may_return_a_follow_up_which_is_written_too() -> None:
     store = FlakyStore(_logs())
     runtime = _runtime(store)
-    first = _commit(1)
     second: CoordinatorResult[None] = CoordinatorResult(_commit(2).records, None)
-    first.append_future = (lambda _error: second,)
+    first = _commit(1, append_future=(lambda _error: second,))
     runtime.schedule_write_operation(0, lambda _shard, _now: first)
     assert [records for _, records in store.appended] == [
         _encoded(first.records),
@@ -189,8 +185,7 @@ def test_the_load_replays_the_log_into_fresh_shards_then_calls_on_loaded() -> No
 
 
 def test_mixing_replayed_and_applied_records_in_one_result_is_refused() -> None:
-    applied = _commit(1)
-    applied.replay_records = False
+    applied = _commit(1, replay_records=False)
     with pytest.raises(ValueError):
         applied.then(_commit(2))
 
