@@ -63,8 +63,8 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
     with running_broker(
         tmp_path, group_initial_rebalance_delay_ms="0", offsets_topic_num_partitions="3"
     ) as started:
-        started.logs.create_topic("t", 1)
-        started.logs.create_topic("secret", 1)
+        started.controller.create_topic("t", 1)
+        started.controller.create_topic("secret", 1)
         yield started
 
 
