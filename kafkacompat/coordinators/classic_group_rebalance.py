@@ -326,6 +326,15 @@ class ClassicGroupRebalance:
         self, group: GroupMetadata, member_id: str
     ) -> CoordinatorResult[None]:
         if member_id in group.pending_members and not group.is_in(S.DEAD):
+            # Logged as Kafka logs it: a rebalance waits for pending members, so a client that
+            # dropped its MEMBER_ID_REQUIRED answer (librdkafka does when it resubscribes
+            # meanwhile) stalls the group for a session timeout, and this line explains why.
+            log.info(
+                "pending member %s in group %s has been removed after session timeout "
+                "expiration (no JoinGroup with its member id)",
+                member_id,
+                group.group_id,
+            )
             return self.remove_pending_member(group, member_id)
         return EMPTY_RESULT
 
