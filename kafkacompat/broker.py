@@ -170,6 +170,7 @@ class Broker:
                     now_ms=self.now_ms,
                     leader_epoch=0,
                     create_topic=self._create_internal_topic,
+                    append_records=self._append_offsets_records,
                 ),
             )
         return self._groups
@@ -177,6 +178,13 @@ class Broker:
     def _create_internal_topic(self, name: str, partitions: int, configs: dict[str, str]) -> Topic:
         self.controller.create_topic(name, partitions, configs)
         return self.logs.topic(name)
+
+    def _append_offsets_records(self, partition: int, records: bytearray, now_ms: int) -> int:
+        leader = self.replica_manager.get_partition_or_error("__consumer_offsets", partition)
+        info = self.replica_manager.append_records(
+            leader, records, now_ms=now_ms, from_client=False
+        )
+        return info.base_offset
 
     def shutdown_groups(self) -> None:
         """Answer parked JoinGroup/SyncGroup with NOT_COORDINATOR (a coordinator never built

@@ -63,8 +63,13 @@ class GroupStore:
         now_ms: Callable[[], int],
         leader_epoch: int = 0,
         create_topic: Callable[[str, int, dict[str, str]], Topic] | None = None,
+        append_records: Callable[[int, bytearray, int], int] | None = None,
     ) -> None:
         self.logs = logs
+        # In a broker the append goes through the replica manager (Kafka's coordinator
+        # appends with AppendOrigin.COORDINATOR): the partition's high watermark moves and
+        # fetches parked on it wake.  Alone (tests), straight to the partition's log.
+        self.append_records = append_records or self._append_to_log
         # Through the controller in a broker (the topic is then in the metadata image too).
         self.create_topic = create_topic or (
             lambda name, partitions, configs: logs.create_logs(
@@ -115,7 +120,6 @@ class GroupStore:
             raise StoreError(str(exc), ErrorCode.UNKNOWN_TOPIC_OR_PARTITION) from exc
         if not 0 <= partition < topic.partitions:
             raise StoreError(f"no partition {partition}", ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
-        partition_log = topic.logs[partition]
         now = self.now_ms()
         builder = RecordBatchBuilder()
         for key, value in records:
@@ -123,14 +127,16 @@ class GroupStore:
         if not len(builder):
             return -1
         try:
-            info = partition_log.append(
-                bytearray(builder.build()), leader_epoch=self.leader_epoch, now_ms=now
-            )
+            return self.append_records(partition, bytearray(builder.build()), now)
         except KafkaProtocolError as exc:
             raise StoreError(str(exc), exc.error_code) from exc
         except OSError as exc:
             log.error("cannot append to %s: %s", OFFSETS_TOPIC, exc)
             raise StoreError(str(exc), ErrorCode.KAFKA_STORAGE_ERROR) from exc
+
+    def _append_to_log(self, partition: int, records: bytearray, now_ms: int) -> int:
+        topic = self.ensure_topic()
+        info = topic.logs[partition].append(records, leader_epoch=self.leader_epoch, now_ms=now_ms)
         return info.base_offset
 
     def log_start_offset(self, partition: int) -> int:

@@ -573,3 +573,15 @@ def test_replay_after_listening_answers_load_in_progress(tmp_path: Path) -> None
         assert answer.topics[0].partitions[0].committed_offset == 2099
     finally:
         broker.shutdown()
+
+
+def test_coordinator_writes_move_the_offsets_partitions_high_watermark(broker: Broker) -> None:
+    # The coordinator appends through the replica manager, as Kafka's does: a consumer of
+    # __consumer_offsets (kcat, a monitoring tool) sees every record below the watermark.
+    member = stable_member(broker)
+    call(broker, _commit("g", {("t", 0): 5}, member, 1), 9)
+    partition = broker.replica_manager.get_partition_or_error(
+        "__consumer_offsets", broker.groups.partition_for("g")
+    )
+    assert partition.log_end_offset > 0
+    assert partition.high_watermark == partition.log_end_offset
