@@ -24,9 +24,7 @@ from kafkacompat.coordinators.group_records import OFFSETS_TOPIC, Record, partit
 from kafkacompat.errors import ErrorCode, KafkaProtocolError
 from kafkacompat.records import RecordBatchBuilder
 from kafkacompat.storage.base import FileRegion
-from kafkacompat.storage.kafka_uuid import random_kafka_uuid
 from kafkacompat.storage.manager import LogManager, Topic
-from kafkacompat.storage.topic_records import TopicRecord
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +60,7 @@ class GroupStore:
         segment_bytes: int,
         now_ms: Callable[[], int],
         leader_epoch: int = 0,
-        create_topic: Callable[[str, int, dict[str, str]], Topic] | None = None,
+        create_topic: Callable[[str, int, dict[str, str]], Topic],
         append_records: Callable[[int, bytearray, int], int] | None = None,
     ) -> None:
         self.logs = logs
@@ -70,12 +68,8 @@ class GroupStore:
         # appends with AppendOrigin.COORDINATOR): the partition's high watermark moves and
         # fetches parked on it wake.  Alone (tests), straight to the partition's log.
         self.append_records = append_records or self._append_to_log
-        # Through the controller in a broker (the topic is then in the metadata image too).
-        self.create_topic = create_topic or (
-            lambda name, partitions, configs: logs.create_logs(
-                TopicRecord(name, random_kafka_uuid(), partitions, configs)
-            )
-        )
+        # Through the controller (the topic is then in the metadata image too).
+        self.create_topic = create_topic
         self.configured_partitions = num_partitions
         self.segment_bytes = segment_bytes
         self.now_ms = now_ms

@@ -32,7 +32,9 @@ from kafkacompat.coordinators.group_store import GroupStore, StoreError
 from kafkacompat.coordinators.group_timers import ManualClock
 from kafkacompat.errors import ErrorCode
 from kafkacompat.records import RecordBatch
+from kafkacompat.storage.kafka_uuid import random_kafka_uuid
 from kafkacompat.storage.manager import LogManager
+from kafkacompat.storage.topic_records import TopicRecord
 from tests.coordinators.test_group_coordinator import Harness
 
 E = ErrorCode
@@ -45,7 +47,16 @@ class FlakyStore(GroupStore):
     holds an error code."""
 
     def __init__(self, logs: LogManager, partitions: int = 1) -> None:
-        super().__init__(logs, num_partitions=partitions, segment_bytes=1 << 20, now_ms=lambda: 0)
+        super().__init__(
+            logs,
+            num_partitions=partitions,
+            segment_bytes=1 << 20,
+            now_ms=lambda: 0,
+            # No controller here: the topic's logs straight from the log manager.
+            create_topic=lambda name, count, configs: logs.create_logs(
+                TopicRecord(name, random_kafka_uuid(), count, configs)
+            ),
+        )
         self.failing: ErrorCode | None = None
         self.appended: list[tuple[int, list[Record]]] = []
 
