@@ -80,7 +80,11 @@ from kafkacompat.storage.cleaned_segment import (
 )
 from kafkacompat.storage.epoch import LeaderEpochCache
 from kafkacompat.storage.index import CorruptIndexError
-from kafkacompat.storage.log_validator import ValidatedRecords, validate_records
+from kafkacompat.storage.log_validator import (
+    ValidatedRecords,
+    ValidatorSettings,
+    validate_records,
+)
 from kafkacompat.storage.segment import (
     INDEX_SUFFIX,
     LOG_SUFFIX,
@@ -100,11 +104,10 @@ _LOG_SWAP: Final = LOG_SUFFIX + ".swap"
 _SEGMENT_FILE: Final = re.compile(r"^(\d{20})(\.log|\.index|\.timeindex)$")
 
 
-class LogSettings(Protocol):
-    """The topic configs a log obeys; ``kafkacompat.storage.config.LogConfig`` fits."""
+class LogSettings(ValidatorSettings, Protocol):
+    """The topic configs a log obeys (the validator's among them);
+    ``kafkacompat.storage.config.LogConfig`` fits."""
 
-    @property
-    def segment_bytes(self) -> int: ...
     @property
     def segment_ms(self) -> int: ...
     @property
@@ -116,25 +119,11 @@ class LogSettings(Protocol):
     @property
     def retention_bytes(self) -> int: ...
     @property
-    def message_timestamp_type(self) -> str: ...
-    @property
     def flush_messages(self) -> int | None: ...
     @property
     def flush_ms(self) -> int | None: ...
     @property
-    def max_message_bytes(self) -> int: ...
-    @property
     def file_delete_delay_ms(self) -> int: ...
-    @property
-    def message_timestamp_before_max_ms(self) -> int: ...
-    @property
-    def message_timestamp_after_max_ms(self) -> int: ...
-    @property
-    def message_timestamp_difference_max_ms(self) -> int: ...
-    @property
-    def compression_type(self) -> str: ...
-    @property
-    def compact(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,23 +85,15 @@ class NullLog:
             position += size
         if count == 0:
             raise InvalidRecordError("no record batches to append")
-        base_offset = self._log_end_offset
-        self._log_end_offset += count
-        if leader_epoch > self._epochs.latest_epoch:
-            self._epochs.assign(leader_epoch, base_offset)
-        log_append_time = now_ms if self.config.log_append_time else NO_TIMESTAMP
-        return AppendInfo(
-            base_offset=base_offset,
-            last_offset=self._log_end_offset - 1,
-            max_timestamp=log_append_time,
-            log_append_time=log_append_time,
-            log_start_offset=self._log_start_offset,
-        )
+        return self._advance(count, leader_epoch, now_ms)
 
     def append_validated(
         self, validated: ValidatedRecords, *, leader_epoch: int, now_ms: int
     ) -> AppendInfo:
         count = sum(fields[FIELD_LAST_OFFSET_DELTA] + 1 for _, fields in validated.batches)
+        return self._advance(count, leader_epoch, now_ms)
+
+    def _advance(self, count: int, leader_epoch: int, now_ms: int) -> AppendInfo:
         base_offset = self._log_end_offset
         self._log_end_offset += count
         if leader_epoch > self._epochs.latest_epoch:
