@@ -171,9 +171,6 @@ class Topic:
     def partitions(self) -> int:
         return len(self.logs)
 
-    def record(self) -> TopicRecord:
-        return TopicRecord(self.name, self.topic_id, self.partitions, self.config.to_props())
-
 
 class LogManager:
     """Owns a data directory: creates, loads, alters and deletes topics and their logs."""

@@ -30,7 +30,6 @@ cleaner which batches are each producer's last (they must keep their headers).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Final
 
 from kafkacompat.records.batch import FIELD_PRODUCER_ID, NO_PRODUCER_ID
 from kafkacompat.storage.base import (
@@ -42,9 +41,10 @@ from kafkacompat.storage.base import (
 )
 from kafkacompat.storage.config import LogConfig
 from kafkacompat.storage.log_validator import validate_records
-from kafkacompat.storage.producer_state import ProducerStateManager
-
-DEFAULT_PRODUCER_ID_EXPIRATION_MS: Final = 86_400_000
+from kafkacompat.storage.producer_state import (
+    DEFAULT_PRODUCER_ID_EXPIRATION_MS,
+    ProducerStateManager,
+)
 
 TopicPartition = tuple[str, int]
 
@@ -69,7 +69,6 @@ class UnifiedLog:
         self._where = f"{topic_partition[0]}-{topic_partition[1]}"
         self._producer_id_expiration_ms = producer_id_expiration_ms
         self._producer_state: ProducerStateManager | None = None
-        self._loaded_at = NO_TIMESTAMP
         local.on_roll = self._on_roll  # only the disk engine rolls segments
 
     # -- offsets ---------------------------------------------------------------------------------
@@ -100,10 +99,6 @@ class UnifiedLog:
             state.load(self.local, now_ms)
             self._producer_state = state
         return state
-
-    @property
-    def loaded_producer_state(self) -> ProducerStateManager | None:
-        return self._producer_state
 
     def producer_last_offsets(self) -> dict[int, int] | None:
         """Each active producer's last batch offset, which compaction must keep as at least a

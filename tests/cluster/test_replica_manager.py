@@ -113,3 +113,20 @@ def test_high_watermarks_are_checkpointed_from_the_partitions(tmp_path) -> None:
             ("t", 0): 0,
             ("t", 1): 3,
         }
+
+
+def test_retention_expires_idle_producers_in_every_partition() -> None:
+    with running_broker(producer_id_expiration_ms="100") as broker:
+        broker.controller.create_topic("t", 3)
+        replicas = broker.replica_manager
+        for index in range(3):
+            replicas.append_records(
+                replicas.get_partition_or_error("t", index),
+                bytearray(batch_bytes(7, 0, 0, timestamp=NOW)),
+                now_ms=NOW,
+            )
+        logs = [replicas.get_partition_or_error("t", i).log for i in range(3)]
+        replicas.run_retention(NOW + 99)
+        assert all(log.producer_last_offsets() == {7: 0} for log in logs)
+        replicas.run_retention(NOW + 100)
+        assert all(log.producer_last_offsets() == {} for log in logs)

@@ -1,4 +1,5 @@
-"""Producer state across restarts: snapshots, rebuilding from a real log, the registry."""
+"""Producer state across restarts: snapshots, rebuilding from a real log (the unified log's
+use of it: test_unified_log.py)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from kafkacompat.storage.producer_snapshot import (
     list_snapshots,
     snapshot_path,
 )
-from kafkacompat.storage.producer_state import ProducerStateManager, ProducerStateRegistry
+from kafkacompat.storage.producer_state import ProducerStateManager
 from tests.coordinators.helpers import batch_bytes, produce
 
 TP = ("orders", 0)
@@ -235,50 +236,6 @@ def test_snapshot_below_the_state_is_a_bug(tmp_path: Path) -> None:
     fill(state, log, rounds=1)
     with pytest.raises(ValueError):
         state.snapshot(state.map_end_offset - 1)
-
-
-# -- the registry ----------------------------------------------------------------------------
-
-
-def test_registry_loads_once_and_snapshots_what_it_loaded(tmp_path: Path) -> None:
-    registry = ProducerStateRegistry()
-    dirs = [tmp_path / "orders-0", tmp_path / "orders-1", tmp_path / "audit-0"]
-    logs = [open_log(d) for d in dirs]
-    state = registry.get("orders", 0, logs[0], dirs[0], NOW)
-    assert registry.get("orders", 0, logs[0], dirs[0], NOW) is state
-    produce(state, logs[0], batch_bytes(1, 0, 0, timestamp=NOW))
-    registry.get("audit", 0, logs[2], dirs[2], NOW)
-    assert len(registry) == 2
-
-    assert registry.snapshot_all() == 2  # orders-0 and audit-0; orders-1 was never loaded
-    assert [o for o, _ in list_snapshots(dirs[0])] == [1]
-    assert list_snapshots(dirs[1]) == []
-
-    registry.drop_topic("orders")
-    assert registry.loaded("orders", 0) is None
-    assert registry.loaded("audit", 0) is not None
-
-
-def test_registry_reloads_when_the_log_is_replaced(tmp_path: Path) -> None:
-    registry = ProducerStateRegistry()
-    first = MemoryLog()
-    state = registry.get("t", 0, first, None, NOW)
-    produce(state, first, batch_bytes(1, 0, 0, timestamp=NOW))
-    # Topic deleted and created again under the same name: a new, empty log.
-    fresh = registry.get("t", 0, MemoryLog(), None, NOW)
-    assert fresh is not state
-    assert dict(fresh.active_producers) == {}
-
-
-def test_registry_expires_across_partitions() -> None:
-    registry = ProducerStateRegistry(producer_id_expiration_ms=100)
-    for partition in range(3):
-        log = MemoryLog()
-        produce(
-            registry.get("t", partition, log, None, NOW), log, batch_bytes(1, 0, 0, timestamp=0)
-        )
-    assert registry.remove_expired_producers(now_ms=99) == 0
-    assert registry.remove_expired_producers(now_ms=100) == 3
 
 
 def test_memory_engine_state_is_rebuilt_from_the_memory_log() -> None:
