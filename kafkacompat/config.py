@@ -121,6 +121,10 @@ _OWN_KEYS: Final = (
     _key("socket.receive.buffer.bytes", _T.INT, "102400"),
     _key("queued.max.requests", _T.INT, "500", at_least(1)),
     _key("max.connections", _T.INT, str(INT_MAX), at_least(0)),
+    _key("max.connections.per.ip", _T.INT, str(INT_MAX), at_least(0)),
+    _key("max.connections.per.ip.overrides", _T.STRING, "",
+         lambda value: _ip_overrides(value)[1]),
+    _key("max.connection.creation.rate", _T.INT, str(INT_MAX), at_least(0)),
     _key("replica.fetch.max.bytes", _T.INT, "1048576", at_least(0)),
     _key("fetch.max.bytes", _T.INT, "57671680", at_least(1024)),
     _key("min.insync.replicas", _T.INT, "1", at_least(1)),
@@ -228,6 +232,36 @@ def _protocol_map(value: Any) -> tuple[dict[str, str], str | None]:
             )
         found[name] = protocol
     return found, None
+
+
+_VALID_HOST: Final = re.compile(r"[0-9a-zA-Z\-%._:]*")  # Kafka's Utils.validHostPattern
+_COUNT: Final = re.compile(r"[+-]?[0-9]+")  # Integer.parseInt's
+
+
+def _ip_overrides(value: str) -> tuple[dict[str, int], str | None]:
+    """``max.connections.per.ip.overrides`` (``host:n,host:n``, split at each item's last
+    colon as Kafka's Csv.parseCsvMap does, so IPv6 addresses work) as {host: n}, or why not."""
+    found: dict[str, int] = {}
+    for item in re.split(r"\s*,\s*", value) if value else ():
+        host, sep, count = item.rpartition(":")
+        host, count = host.strip(), count.strip()
+        if not sep or _COUNT.fullmatch(count) is None or not -(2**31) <= int(count) < 2**31:
+            return found, (
+                "Error parsing configuration property 'max.connections.per.ip.overrides': "
+                f"{item!r} is not of the form host:count"
+            )
+        found[host] = int(count)
+    invalid = [host for host in found if _VALID_HOST.fullmatch(host) is None]
+    if invalid:
+        return found, (
+            "max.connections.per.ip.overrides contains invalid addresses : " + ",".join(invalid)
+        )
+    return found, None
+
+
+def parse_ip_overrides(value: str) -> dict[str, int]:
+    """The validated ``max.connections.per.ip.overrides`` value as {host: max connections}."""
+    return _ip_overrides(value)[0]
 
 
 _ESCAPES: Final = {"t": "\t", "n": "\n", "r": "\r", "f": "\f"}
@@ -353,6 +387,13 @@ class BrokerConfig:
                 raise InvalidConfigError(f"Invalid value '' for configuration {name}: empty")
         self._check_ids()
         self._check_listeners()
+        if self.get("max.connections.per.ip") == 0 and not self.get(
+            "max.connections.per.ip.overrides"
+        ):  # KafkaConfig.validateValues
+            raise InvalidConfigError(
+                "max.connections.per.ip can be set to zero only if "
+                "max.connections.per.ip.overrides property is set."
+            )
         self.log_dir  # noqa: B018  (refuses several log.dirs)
 
     def _check_ids(self) -> None:

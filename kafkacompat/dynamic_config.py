@@ -7,7 +7,8 @@ validated as ``ConfigAdminManager``/``DynamicBrokerConfig`` validate them (a non
 a bad value: :class:`InvalidDynamicConfigError`, INVALID_REQUEST, KAFKA-13609), persisted in the
 data directory (:data:`DYNAMIC_BROKER_CONFIGS`: ``version=0``, then ``cluster.<name>`` and
 ``node.<name>`` lines), and applied over ``server.properties``.  Only the log configs (the
-``log.*`` defaults of topic configs) change behaviour here; the others are stored and shown.
+``log.*`` defaults of topic configs) and the connection quotas (which the socket server hears
+through :func:`add_reconfigurable`) change behaviour here; the others are stored and shown.
 :func:`load_dynamic_broker_configs` belongs in broker start-up; until it is called there, the
 first config or topic request loads them.
 
@@ -19,7 +20,7 @@ update them through this module; the server loads them at start-up.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -61,10 +62,15 @@ _LISTENER_ONLY: Final = frozenset(
 )  # fmt: skip
 DYNAMIC_CONFIGS: Final = _LOG_CONFIGS | _PER_BROKER | frozenset(
     {"num.network.threads", "num.io.threads", "num.recovery.threads.per.data.dir",
-     "max.connections", "producer.id.expiration.ms"}
+     "max.connections", "producer.id.expiration.ms", "max.connections.per.ip",
+     "max.connections.per.ip.overrides", "max.connection.creation.rate"}
 )  # fmt: skip
 """The names in :data:`kafkacompat.config.BROKER_CONFIGS` Kafka can update dynamically; every
 other known name is read-only."""
+
+# ListenerConnectionQuota's reconfigurable configs, set per listener as
+# listener.name.<listener>.<config>; Kafka refuses values below 1 there.
+_LISTENER_QUOTAS: Final = ("max.connections", "max.connection.creation.rate")
 
 _FILE_VERSION: Final = "0"
 _CLUSTER_PREFIX: Final = "cluster."
@@ -80,6 +86,29 @@ class DynamicBrokerConfigs:
 
 
 _LOADED: weakref.WeakKeyDictionary[Broker, DynamicBrokerConfigs] = weakref.WeakKeyDictionary()
+Reconfigurable = Callable[[Mapping[str, str]], None]
+"""Told the broker's effective properties after each dynamic update (Kafka's
+``Reconfigurable.reconfigure``)."""
+_RECONFIGURABLES: weakref.WeakKeyDictionary[Broker, list[Reconfigurable]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def add_reconfigurable(broker: Broker, reconfigurable: Reconfigurable) -> None:
+    """Kafka's ``DynamicBrokerConfig.addReconfigurable``: layers above this one (the socket
+    server) hear updates without this module knowing them."""
+    _RECONFIGURABLES.setdefault(broker, []).append(reconfigurable)
+
+
+def remove_reconfigurable(broker: Broker, reconfigurable: Reconfigurable) -> None:
+    found = _RECONFIGURABLES.get(broker, [])
+    if reconfigurable in found:
+        found.remove(reconfigurable)
+
+
+def current_broker_props(broker: Broker) -> dict[str, str]:
+    """server.properties with the dynamic configs over it."""
+    return effective_broker_props(broker, load_dynamic_broker_configs(broker))
 
 
 def _read(broker: Broker) -> DynamicBrokerConfigs:
@@ -147,6 +176,8 @@ def validate_dynamic_configs(props: Mapping[str, str], per_broker: bool) -> None
         )
     try:
         BrokerConfig({n: v for n, v in props.items() if n in BROKER_CONFIGS})
+        for name, value in props.items():
+            _validate_listener_quota(name, value)
     except InvalidConfigError as exc:
         raise InvalidDynamicConfigError(str(exc)) from None
     if not per_broker:
@@ -156,6 +187,17 @@ def validate_dynamic_configs(props: Mapping[str, str], per_broker: bool) -> None
                 "Cannot update these configs at default cluster level, broker id must be "
                 f"specified: {_scala_set(broker_only)}"
             )
+
+
+def _validate_listener_quota(name: str, value: str) -> None:
+    """ListenerConnectionQuota.validateReconfiguration, for listener.name.<l>.<quota>."""
+    prefix, _, config = name.partition(".name.")
+    base = config.partition(".")[2]
+    if prefix != "listener" or base not in _LISTENER_QUOTAS:
+        return
+    parsed = BrokerConfig({base: value}).get(base)
+    if parsed <= 0:
+        raise InvalidConfigError(f"Invalid {base} {parsed}")
 
 
 def check_node_id(broker: Broker, name: str) -> None:
@@ -186,4 +228,7 @@ def update_dynamic_broker_configs(
     else:
         dynamic.cluster = new
     _write(broker, dynamic)
-    broker.apply_broker_defaults(effective_broker_props(broker, dynamic))
+    props = effective_broker_props(broker, dynamic)
+    broker.apply_broker_defaults(props)
+    for reconfigurable in list(_RECONFIGURABLES.get(broker, ())):
+        reconfigurable(props)

@@ -38,14 +38,27 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import ctypes
-import functools
+import errno
 import logging
+import socket
 import time
+from collections.abc import Mapping
 from typing import Any, cast
 
 from kafkacompat.broker import Broker
 from kafkacompat.config import Listener
+from kafkacompat.connection_quotas import (
+    ConnectionQuotas,
+    connection_descriptor_budget,
+    normalize_host,
+)
+from kafkacompat.dynamic_config import (
+    add_reconfigurable,
+    current_broker_props,
+    remove_reconfigurable,
+)
 from kafkacompat.handlers import HANDLERS
 from kafkacompat.handlers.api_versions import unsupported_version_response
 from kafkacompat.handlers.context import CloseConnection, RequestContext
@@ -71,6 +84,14 @@ _SHUTDOWN_GRACE_S = 5.0
 _SHUTDOWN_FLUSH_S = 2.0
 """How long closing connections may take to flush what was already written."""
 _FETCH = 1
+_ACCEPT_BATCH = 64
+"""Connections accepted per readiness callback, so one listener cannot starve the loop."""
+_BACKLOG = 1024
+_ACCEPT_RETRY_S = (0.05, 2.0)
+"""First and longest wait before accepting again after accept() failed (EMFILE...)."""
+_LIMIT_LOG_INTERVAL_S = 60.0
+"""A limit that keeps being hit is logged at most this often."""
+_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 def tune_allocator() -> None:
@@ -96,6 +117,7 @@ def raise_open_file_limit() -> int:
     except ImportError:  # not POSIX
         return -1
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    was = soft
     wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
     if soft != resource.RLIM_INFINITY and soft < wanted:
         try:
@@ -103,6 +125,10 @@ def raise_open_file_limit() -> int:
             soft = wanted
         except (ValueError, OSError):  # e.g. macOS caps it below an "unlimited" hard limit
             pass
+    log.info(
+        "open file limit (RLIMIT_NOFILE): soft %s (was %s), hard %s",
+        *("unlimited" if n == resource.RLIM_INFINITY else n for n in (soft, was, hard)),
+    )
     return int(soft)
 
 
@@ -133,6 +159,8 @@ class Connection(asyncio.BufferedProtocol):
         self.in_flight: int | None = None
         """The api key of the request being handled, if any."""
         self.last_active = time.monotonic()
+        self.quota: tuple[str, str] | None = None
+        """(listener, address) as counted by the server's ConnectionQuotas, until released."""
 
     # -- asyncio callbacks -------------------------------------------------------------------
 
@@ -155,6 +183,7 @@ class Connection(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.server.connections.discard(self)
+        self.server.release(self)
         self._queue.clear()
         self._queued_bytes = 0
         self._writable.set()
@@ -328,6 +357,120 @@ class Connection(asyncio.BufferedProtocol):
             self.transport.abort()
 
 
+def _listening_sockets(host: str | None, port: int) -> list[socket.socket]:
+    """Bound, listening, non-blocking sockets for ``host`` (None: every interface), as
+    asyncio's create_server makes them: one per address the name resolves to."""
+    infos = socket.getaddrinfo(
+        host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
+    )
+    sockets: list[socket.socket] = []
+    try:
+        for family, type_, proto, _, address in dict.fromkeys(infos):
+            try:
+                sock = socket.socket(family, type_, proto)
+            except OSError:
+                continue  # an address family this host does not have
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                raise OSError(
+                    exc.errno, f"error while attempting to bind on address {address!r}: "
+                    f"{exc.strerror}"
+                ) from None
+            sock.setblocking(False)
+            sock.listen(_BACKLOG)
+        if not sockets:
+            raise OSError(f"no address to listen on for {host}:{port}")
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+class Acceptor:
+    """Kafka's ``Acceptor``: accepts a listener's connections while the connection quotas
+    allow, and otherwise leaves them in the kernel's backlog.  asyncio's create_server cannot
+    stop accepting, hence this loop of our own over the listening sockets."""
+
+    def __init__(self, server: Server, listener: Listener, sockets: list[socket.socket]) -> None:
+        self.server = server
+        self.listener = listener
+        self.name = listener.name.upper()
+        self.sockets = sockets
+        self._loop = asyncio.get_running_loop()
+        self._reading = False
+        self._closed = False
+        self._retry: asyncio.TimerHandle | None = None
+        self._backoff = _ACCEPT_RETRY_S[0]
+
+    def resume(self) -> None:
+        """Watch the listening sockets again (a slot freed, a limit changed, a wait ended)."""
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        if self._reading or self._closed:
+            return
+        self._reading = True
+        for sock in self.sockets:
+            self._loop.add_reader(sock.fileno(), self._accept, sock)
+
+    def pause(self, retry_in: float | None = None) -> None:
+        if self._reading:
+            self._reading = False
+            for sock in self.sockets:
+                self._loop.remove_reader(sock.fileno())
+        if retry_in is not None and not self._closed and self._retry is None:
+            self._retry = self._loop.call_later(retry_in, self.resume)
+
+    @property
+    def waiting_for_slot(self) -> bool:
+        return not self._reading and self._retry is None and not self._closed
+
+    def close(self) -> None:
+        self.pause()
+        self._closed = True
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        for sock in self.sockets:
+            sock.close()
+
+    def _accept(self, sock: socket.socket) -> None:
+        server, quotas, name = self.server, self.server.quotas, self.name
+        for _ in range(_ACCEPT_BATCH):
+            blocked = quotas.blocked_by(name)
+            if blocked is not None:
+                self.pause()  # until a connection closes or the limit changes
+                server.limit_reached(self, blocked)
+                return
+            now = time.monotonic()
+            delay = quotas.throttle_delay(name, now)
+            if delay > 0:
+                log.debug("listener %s: connection creation rate reached, waiting", name)
+                self.pause(retry_in=delay)
+                return
+            try:
+                conn, address = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in _RESOURCE_ERRNOS:
+                    # Level-triggered readiness would call us again at once: wait instead.
+                    server.limit_reached(self, f"accept() failed: {exc.strerror}")
+                    self.pause(retry_in=self._backoff)
+                    self._backoff = min(self._backoff * 2, _ACCEPT_RETRY_S[1])
+                    return
+                log.debug("listener %s: accept() failed: %s", name, exc)  # ECONNABORTED...
+                continue
+            self._backoff = _ACCEPT_RETRY_S[0]
+            server.accepted(self.listener, conn, address, now)
+
+
 class Server:
     """Listens and serves connections: Kafka's ``SocketServer``.  The broker's own housekeeping
     is scheduled by the composition root (:mod:`kafkacompat.broker_server`)."""
@@ -341,35 +484,166 @@ class Server:
         self.security_protocols = config.security_protocols
         self._connection_index = 0
         self.stopping = False
-        self._servers: list[asyncio.Server] = []
+        self._acceptors: list[Acceptor] = []
+        self._connecting: set[asyncio.Task[None]] = set()
         self._scheduler = KafkaScheduler()
         self.bound: list[tuple[str, int]] = []
+        pool = broker.logs.fd_pool
+        self.quotas = ConnectionQuotas(
+            [listener.name for listener in config.listeners],
+            config.get("inter.broker.listener.name"),
+            current_broker_props(broker),
+            # Segments' descriptors come from the storage's pool, bounded by its capacity:
+            # that much stays reserved for it, whatever the clients do.
+            connection_descriptor_budget(0 if pool is None else pool.capacity),
+            _resolve_host,
+        )
+        self._limit_logged: dict[str, float] = {}
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
         try:
             for listener in self.broker.config.listeners:
-                server = await loop.create_server(
-                    functools.partial(Connection, self, listener),
-                    host=listener.host or None,
-                    port=listener.port,
-                    reuse_address=True,
-                    backlog=1024,
-                )
-                self._servers.append(server)
-                sockname = server.sockets[0].getsockname()
+                sockets = _listening_sockets(listener.host or None, listener.port)
+                self._acceptors.append(Acceptor(self, listener, sockets))
+                sockname = sockets[0].getsockname()
                 # A named host (localhost, a DNS name) is what clients should be told, not the
                 # address it resolved to; a wildcard is replaced by the advertised default later.
                 self.bound.append((listener.host or str(sockname[0]), int(sockname[1])))
         except BaseException:
-            for server in self._servers:  # a later listener failed: free the earlier ones
-                server.close()
-            self._servers.clear()
+            for acceptor in self._acceptors:  # a later listener failed: free the earlier ones
+                acceptor.close()
+            self._acceptors.clear()
             raise
+        for acceptor in self._acceptors:
+            acceptor.resume()
+        add_reconfigurable(self.broker, self.reconfigure)
         self.broker.bound = self.bound[0]
         self._scheduler.schedule(
             "idle-connection-reaper", self._close_idle, self._idle_check_interval()
         )
+
+    # -- connection quotas (Kafka's ConnectionQuotas and DynamicConnectionQuota) -------------
+
+    def reconfigure(self, props: Mapping[str, str]) -> None:
+        """Dynamic max.connections* configs changed: apply them to the running listeners."""
+        self.quotas.reconfigure(props)
+        for acceptor in self._acceptors:
+            if acceptor.waiting_for_slot:
+                acceptor.resume()  # a raised limit lets the backlog in now
+
+    def accepted(
+        self, listener: Listener, conn: socket.socket, address: Any, now: float
+    ) -> None:
+        name = listener.name.upper()
+        ip = normalize_host(str(address[0]))
+        limit = self.quotas.inc(name, ip, now)
+        if limit is not None:
+            # Kafka's TooManyConnectionsException: closed at once, other addresses unaffected.
+            log.info(
+                "Rejected connection from %s, address already has the configured maximum of "
+                "%d connections.",
+                ip,
+                limit,
+            )
+            self.quotas.dec(name, ip)
+            conn.close()
+            return
+        if self.quotas.total > self.quotas.max_connections:
+            self._close_least_recently_used()
+        with contextlib.suppress(OSError):
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        task = asyncio.get_running_loop().create_task(self._connect(listener, conn, (name, ip)))
+        self._connecting.add(task)
+        task.add_done_callback(self._connecting.discard)
+
+    async def _connect(
+        self, listener: Listener, conn: socket.socket, quota: tuple[str, str]
+    ) -> None:
+        made: list[Connection] = []
+
+        def factory() -> Connection:
+            connection = Connection(self, listener)
+            connection.quota = quota
+            made.append(connection)
+            return connection
+
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(factory, conn)
+        except BaseException as exc:
+            if made:
+                self.release(made[0])
+            else:
+                self.quotas.dec(*quota)
+                self._slot_freed()
+            conn.close()
+            if not isinstance(exc, OSError):
+                raise
+            log.debug("connection on listener %s lost before it was set up: %s", *quota[:1], exc)
+
+    def release(self, connection: Connection) -> None:
+        """A connection closed: its quota slot is free (once, however often this is called)."""
+        if connection.quota is not None:
+            self.quotas.dec(*connection.quota)
+            connection.quota = None
+            self._slot_freed()
+
+    def _slot_freed(self) -> None:
+        for acceptor in self._acceptors:
+            if acceptor.waiting_for_slot:
+                acceptor.resume()
+
+    def _close_least_recently_used(self) -> None:
+        """Kafka's closeExcessConnections: the inter-broker listener went over max.connections,
+        so the least recently active connection of another listener goes."""
+        candidates = [
+            c
+            for c in self.connections
+            if not c.closed
+            and c.quota is not None
+            and self.quotas.max_connections_exceeded(c.quota[0])
+        ]
+        if candidates:
+            oldest = min(candidates, key=lambda c: c.last_active)
+            log.info(
+                "closing connection from %s: max.connections (%d) exceeded for the "
+                "inter-broker listener",
+                oldest.peer,
+                self.quotas.max_connections,
+            )
+            oldest.close()
+
+    def limit_reached(self, acceptor: Acceptor, why: str) -> None:
+        """Say once (a minute at most) why a listener stopped accepting; it resumes by itself."""
+        now = time.monotonic()
+        key = f"{acceptor.name}:{why}"
+        if now - self._limit_logged.get(key, -_LIMIT_LOG_INTERVAL_S) < _LIMIT_LOG_INTERVAL_S:
+            return
+        self._limit_logged[key] = now
+        quotas = self.quotas
+        if why == "descriptors":
+            log.warning(
+                "listener %s: not accepting connections while %d are open: the rest of the "
+                "open file limit is kept for the storage's segments, indexes, snapshots and "
+                "cleaner (connections may use %d descriptors)",
+                acceptor.name,
+                quotas.total,
+                quotas.descriptor_budget,
+            )
+        elif why.startswith("accept()"):
+            log.warning(
+                "listener %s: %s; %d connections open; accepting again shortly",
+                acceptor.name,
+                why,
+                quotas.total,
+            )
+        else:
+            log.info(
+                "listener %s: %s reached (%d connections open); new connections wait until "
+                "one closes",
+                acceptor.name,
+                why,
+                quotas.total,
+            )
 
     def next_connection_index(self) -> int:
         """Kafka's per-processor connection index, wrapping at Int.MaxValue as it does."""
@@ -404,8 +678,11 @@ class Server:
             return
         loop = asyncio.get_running_loop()
         self.stopping = True
-        for server in self._servers:
-            server.close()
+        remove_reconfigurable(self.broker, self.reconfigure)
+        for acceptor in self._acceptors:
+            acceptor.close()
+        for task in list(self._connecting):
+            task.cancel()
         await self._scheduler.shutdown()
         for connection in list(self.connections):
             connection.stop_reading()
@@ -425,11 +702,12 @@ class Server:
         for connection in list(self.connections):
             log.debug("aborting connection from %s: it does not read", connection.peer)
             connection.abort()
-        for server in self._servers:
-            try:
-                await asyncio.wait_for(server.wait_closed(), _SHUTDOWN_FLUSH_S)
-            except TimeoutError:
-                log.warning("listener did not close within %.0f s", _SHUTDOWN_FLUSH_S)
+
+
+def _resolve_host(host: str) -> list[str]:
+    """Every address ``host`` resolves to (max.connections.per.ip.overrides names hosts)."""
+    infos = socket.getaddrinfo(host, None, socket.AF_UNSPEC, socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 def install_event_loop_policy() -> str:

@@ -42,6 +42,7 @@ LAYERS: Final[list[tuple[str, ...]]] = [
     ("dynamic_config",),
     ("handlers",),
     ("scheduler",),  # periodic jobs on the event loop: the socket server's and the broker's
+    ("connection_quotas",),  # the socket server's connection limits (Kafka's ConnectionQuotas)
     ("server",),
     ("broker_server",),  # the composition root: builds and starts broker and server
     ("cli", "embedded"),  # the command; EmbeddedKafka (runs the command as a child, not imports it)
