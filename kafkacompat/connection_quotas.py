@@ -183,10 +183,12 @@ class ConnectionQuotas:
         and the descriptor budget), or None."""
         if self.total >= self.descriptor_budget:
             return "descriptors"
-        if self.per_listener.get(listener, 0) >= self.listener_max.get(listener, INT_MAX):
-            return f"listener.name.{listener.lower()}.max.connections"
         if not self.protected(listener) and self.total >= self.max_connections:
             return "max.connections"
+        # Unless set for the listener, its limit is max.connections, as Kafka's
+        # valuesWithPrefixOverride gives it: only the inter-broker listener's can then bind.
+        if self.per_listener.get(listener, 0) >= self.listener_max.get(listener, INT_MAX):
+            return f"listener.name.{listener.lower()}.max.connections"
         return None
 
     def throttle_delay(self, listener: str, now: float) -> float:

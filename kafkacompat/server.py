@@ -378,8 +378,8 @@ def _listening_sockets(host: str | None, port: int) -> list[socket.socket]:
                 sock.bind(address)
             except OSError as exc:
                 raise OSError(
-                    exc.errno, f"error while attempting to bind on address {address!r}: "
-                    f"{exc.strerror}"
+                    exc.errno,
+                    f"error while attempting to bind on address {address!r}: {exc.strerror}",
                 ) from None
             sock.setblocking(False)
             sock.listen(_BACKLOG)
@@ -531,9 +531,7 @@ class Server:
             if acceptor.waiting_for_slot:
                 acceptor.resume()  # a raised limit lets the backlog in now
 
-    def accepted(
-        self, listener: Listener, conn: socket.socket, address: Any, now: float
-    ) -> None:
+    def accepted(self, listener: Listener, conn: socket.socket, address: Any, now: float) -> None:
         name = listener.name.upper()
         ip = normalize_host(str(address[0]))
         limit = self.quotas.inc(name, ip, now)
