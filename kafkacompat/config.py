@@ -259,6 +259,17 @@ def _ip_overrides(value: str) -> tuple[dict[str, int], str | None]:
     return found, None
 
 
+LISTENER_QUOTAS: Final = ("max.connections", "max.connection.creation.rate")
+"""ListenerConnectionQuota's configs, also set per listener: listener.name.<l>.<config>."""
+
+
+def listener_quota_config(name: str) -> str | None:
+    """The config a ``listener.name.<listener>.`` prefixed connection quota name sets."""
+    prefix, _, rest = name.partition(".name.")
+    base = rest.partition(".")[2]
+    return base if prefix == "listener" and base in LISTENER_QUOTAS else None
+
+
 def parse_ip_overrides(value: str) -> dict[str, int]:
     """The validated ``max.connections.per.ip.overrides`` value as {host: max connections}."""
     return _ip_overrides(value)[0]
@@ -387,6 +398,10 @@ class BrokerConfig:
                 raise InvalidConfigError(f"Invalid value '' for configuration {name}: empty")
         self._check_ids()
         self._check_listeners()
+        for name, raw in self.props.items():
+            base = listener_quota_config(name)
+            if base is not None:  # ListenerConnectionQuota reads it with the base's type
+                parse_value(BROKER_CONFIGS[base], raw)
         if self.get("max.connections.per.ip") == 0 and not self.get(
             "max.connections.per.ip.overrides"
         ):  # KafkaConfig.validateValues

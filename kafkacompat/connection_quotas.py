@@ -94,8 +94,9 @@ class _TokenBucket:
             self._tokens = min(self._tokens, float(rate))
 
     def _refill(self, now: float) -> None:
-        self._tokens = min(float(self.rate), self._tokens + (now - self._stamp) * self.rate)
-        self._stamp = now
+        if now > self._stamp:
+            self._tokens = min(float(self.rate), self._tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
 
     def delay(self, now: float) -> float:
         """Seconds until a connection may be accepted (0: now)."""

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from kafkacompat.broker import Broker
-from kafkacompat.config import BROKER_CONFIGS, BrokerConfig
+from kafkacompat.config import BROKER_CONFIGS, BrokerConfig, listener_quota_config
 from kafkacompat.errors import ErrorCode, KafkaProtocolError
 from kafkacompat.storage.atomic_file import CorruptFileError, atomic_write
 from kafkacompat.storage.config import TOPIC_CONFIGS, InvalidConfigError
@@ -67,10 +67,6 @@ DYNAMIC_CONFIGS: Final = _LOG_CONFIGS | _PER_BROKER | frozenset(
 )  # fmt: skip
 """The names in :data:`kafkacompat.config.BROKER_CONFIGS` Kafka can update dynamically; every
 other known name is read-only."""
-
-# ListenerConnectionQuota's reconfigurable configs, set per listener as
-# listener.name.<listener>.<config>; Kafka refuses values below 1 there.
-_LISTENER_QUOTAS: Final = ("max.connections", "max.connection.creation.rate")
 
 _FILE_VERSION: Final = "0"
 _CLUSTER_PREFIX: Final = "cluster."
@@ -175,7 +171,9 @@ def validate_dynamic_configs(props: Mapping[str, str], per_broker: bool) -> None
             f"listener prefix: {_scala_set(unprefixed)}"
         )
     try:
-        BrokerConfig({n: v for n, v in props.items() if n in BROKER_CONFIGS})
+        BrokerConfig(
+            {n: v for n, v in props.items() if n in BROKER_CONFIGS or listener_quota_config(n)}
+        )
         for name, value in props.items():
             _validate_listener_quota(name, value)
     except InvalidConfigError as exc:
@@ -190,10 +188,9 @@ def validate_dynamic_configs(props: Mapping[str, str], per_broker: bool) -> None
 
 
 def _validate_listener_quota(name: str, value: str) -> None:
-    """ListenerConnectionQuota.validateReconfiguration, for listener.name.<l>.<quota>."""
-    prefix, _, config = name.partition(".name.")
-    base = config.partition(".")[2]
-    if prefix != "listener" or base not in _LISTENER_QUOTAS:
+    """ListenerConnectionQuota.validateReconfiguration: a listener's quota is above 0."""
+    base = listener_quota_config(name)
+    if base is None:
         return
     parsed = BrokerConfig({base: value}).get(base)
     if parsed <= 0:

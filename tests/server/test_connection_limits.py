@@ -18,6 +18,12 @@ from pathlib import Path
 
 import pytest
 
+from kafkacompat.config import BrokerConfig
+from kafkacompat.connection_quotas import (
+    ConnectionQuotas,
+    connection_descriptor_budget,
+    normalize_host,
+)
 from kafkacompat.protocol.messages.create_topics_request import CreatableTopic, CreateTopicsRequest
 from kafkacompat.protocol.messages.describe_configs_request import (
     DescribeConfigsRequest,
@@ -28,7 +34,7 @@ from kafkacompat.protocol.messages.incremental_alter_configs_request import (
     AlterConfigsResource,
     IncrementalAlterConfigsRequest,
 )
-from kafkacompat.storage.config import ConfigSource
+from kafkacompat.storage.config import ConfigSource, InvalidConfigError
 from tests.server.conftest import StartBroker
 from tests.server.helpers import (
     TIMEOUT,
@@ -376,3 +382,67 @@ def test_clients_cannot_take_the_descriptors_storage_needs(tmp_path: Path) -> No
         for sock in idle:
             sock.close()
         broker.close()
+
+
+# -- the counting, without sockets ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("props", "message"),
+    [
+        ({"listener.name.plaintext.max.connections": "abc"}, "Not a number of type INT"),
+        ({"max.connections.per.ip": "0"}, "can be set to zero only if"),
+        ({"max.connections.per.ip.overrides": "a:1,b"}, "'b' is not of the form host:count"),
+    ],
+)
+def test_bad_static_values_stop_the_broker_from_starting(
+    props: dict[str, str], message: str
+) -> None:
+    with pytest.raises(InvalidConfigError, match=message):
+        BrokerConfig(props)
+
+
+def test_quotas_count_per_listener_and_address() -> None:
+    quotas = ConnectionQuotas(
+        ["PLAINTEXT", "EXTERNAL"],
+        "PLAINTEXT",
+        {
+            "max.connections": "2",
+            "max.connections.per.ip": "1",
+            "max.connections.per.ip.overrides": "::ffff:10.0.0.9:0,10.0.0.8:5",
+            "listener.name.external.max.connections": "1",
+        },
+    )
+    assert quotas.inc("EXTERNAL", "10.0.0.1", 0.0) is None
+    assert quotas.blocked_by("EXTERNAL") == "listener.name.external.max.connections"
+    assert quotas.inc("PLAINTEXT", "10.0.0.1", 0.0) == 1  # over the address's limit
+    quotas.dec("PLAINTEXT", "10.0.0.1")
+    assert quotas.max_for(normalize_host("::ffff:10.0.0.9")) == 0
+    assert quotas.max_for("10.0.0.8") == 5
+    assert quotas.inc("PLAINTEXT", "10.0.0.8", 0.0) is None
+    assert quotas.blocked_by("EXTERNAL") == "max.connections"
+    assert quotas.blocked_by("PLAINTEXT") is None  # the inter-broker listener is exempt
+    assert quotas.inc("PLAINTEXT", "10.0.0.8", 0.0) is None
+    assert quotas.max_connections_exceeded("EXTERNAL")
+    assert not quotas.max_connections_exceeded("PLAINTEXT")
+    quotas.reconfigure({"max.connections": "10"})
+    assert quotas.blocked_by("EXTERNAL") is None
+    assert quotas.max_for("10.0.0.8") == 2147483647  # the overrides went with the update
+
+
+def test_creation_rate_is_a_burst_then_the_rate() -> None:
+    quotas = ConnectionQuotas(["PLAINTEXT"], "PLAINTEXT", {"max.connection.creation.rate": "4"})
+    now = time.monotonic() + 1.0
+    for _ in range(4):
+        assert quotas.throttle_delay("PLAINTEXT", now) == 0
+        quotas.inc("PLAINTEXT", "10.0.0.1", now)
+    assert quotas.throttle_delay("PLAINTEXT", now) == pytest.approx(0.25)
+    assert quotas.throttle_delay("PLAINTEXT", now + 0.25) == 0
+
+
+def test_the_descriptor_budget_leaves_storage_its_reserve() -> None:
+    # soft 256: 128 for the storage's pool, 64 for other files, 64 for connections.
+    assert connection_descriptor_budget(128, 256) == 64
+    assert connection_descriptor_budget(10_000, 20_000) == 20_000 - 10_000 - 2_500
+    assert connection_descriptor_budget(0, 1024) == 1024 - 128
+    assert connection_descriptor_budget(128, 100) == 1  # never none at all
