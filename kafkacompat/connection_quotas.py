@@ -8,7 +8,9 @@ before each ``accept()`` and report every connection that opens and closes.
   backlog, they are not refused.  As in Kafka, the inter-broker listener
   (``inter.broker.listener.name``) is exempt from the broker-wide limit when there is more
   than one listener: a connection it accepts over that limit makes the server close the least
-  recently active connection of another listener.
+  recently active connection of another listener.  Lowered below the connections open,
+  ``max.connections`` closes the least recently active ones (not the inter-broker
+  listener's) until the count is back at the limit, as Kafka's processors do.
 * ``max.connections.per.ip`` and ``max.connections.per.ip.overrides``: a connection over its
   address's limit is accepted and closed at once (Kafka's TooManyConnectionsException).
 * ``max.connection.creation.rate`` and ``listener.name.<l>.max.connection.creation.rate``

@@ -527,6 +527,8 @@ class Server:
     def reconfigure(self, props: Mapping[str, str]) -> None:
         """Dynamic max.connections* configs changed: apply them to the running listeners."""
         self.quotas.reconfigure(props)
+        if self.quotas.total > self.quotas.max_connections:
+            self._close_excess_connections()
         for acceptor in self._acceptors:
             if acceptor.waiting_for_slot:
                 acceptor.resume()  # a raised limit lets the backlog in now
@@ -547,7 +549,7 @@ class Server:
             conn.close()
             return
         if self.quotas.total > self.quotas.max_connections:
-            self._close_least_recently_used()
+            self._close_excess_connections()
         with contextlib.suppress(OSError):
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         task = asyncio.get_running_loop().create_task(self._connect(listener, conn, (name, ip)))
@@ -590,25 +592,31 @@ class Server:
             if acceptor.waiting_for_slot:
                 acceptor.resume()
 
-    def _close_least_recently_used(self) -> None:
-        """Kafka's closeExcessConnections: the inter-broker listener went over max.connections,
-        so the least recently active connection of another listener goes."""
-        candidates = [
-            c
-            for c in self.connections
-            if not c.closed
-            and c.quota is not None
-            and self.quotas.max_connections_exceeded(c.quota[0])
-        ]
-        if candidates:
-            oldest = min(candidates, key=lambda c: c.last_active)
+    def _close_excess_connections(self) -> None:
+        """Kafka's closeExcessConnections: over max.connections (the inter-broker listener
+        went past it, or it was lowered), the least recently active connections of the other
+        listeners go until the count is back at the limit."""
+        quotas = self.quotas
+        candidates = []
+        closing = 0
+        for c in self.connections:
+            if c.quota is None:
+                continue
+            if c.closed:
+                closing += 1  # still counted until its transport is gone
+            elif quotas.max_connections_exceeded(c.quota[0]):
+                candidates.append(c)
+        excess = quotas.total - closing - quotas.max_connections
+        if excess <= 0 or not candidates:
+            return
+        candidates.sort(key=lambda c: c.last_active)
+        for connection in candidates[:excess]:
             log.info(
-                "closing connection from %s: max.connections (%d) exceeded for the "
-                "inter-broker listener",
-                oldest.peer,
-                self.quotas.max_connections,
+                "closing connection from %s: max.connections (%d) exceeded",
+                connection.peer,
+                quotas.max_connections,
             )
-            oldest.close()
+            connection.close()
 
     def limit_reached(self, acceptor: Acceptor, why: str) -> None:
         """Say once (a minute at most) why a listener stopped accepting; it resumes by itself."""

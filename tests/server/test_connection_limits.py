@@ -279,6 +279,18 @@ def test_limits_change_live_and_describe_configs_shows_them(start_broker: StartB
                 # Deleting the dynamic value restores the default: the backlog is let in.
                 assert alter_broker(admin, ("max.connections", None)) == (0, None)
                 assert answered_after_wait(third)
+        # Lowered below the connections open, the least recently active go, as in Kafka.
+        idle = [Client(broker.address) for _ in range(2)]
+        try:
+            assert all(served(c) for c in idle)
+            assert alter_broker(admin, ("max.connections", "1")) == (0, None)
+            for client in idle:
+                client.assert_closed()
+            assert served(admin)
+        finally:
+            for client in idle:
+                client.close()
+        assert alter_broker(admin, ("max.connections", None)) == (0, None)
         # The cluster default level ("") works too, and the per-IP limit applies at once.
         assert alter_broker(admin, ("max.connections.per.ip", "1"), resource="") == (0, None)
         with Client(broker.address) as over:  # admin already holds 127.0.0.1's one
