@@ -60,6 +60,8 @@ def connection_descriptor_budget(storage_reserve: int, soft_limit: int | None = 
 
 def normalize_host(host: str) -> str:
     """One spelling per address: an IPv4-mapped IPv6 peer counts as its IPv4 address."""
+    if ":" not in host:
+        return host  # accept() already spells IPv4 addresses canonically
     try:
         address = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
