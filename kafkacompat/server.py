@@ -32,6 +32,12 @@ dropped with their connection as Kafka drops its purgatory; then every connectio
 (aborted if its client does not read what is left to send).  The composition root
 (:mod:`kafkacompat.broker_server`) then shuts the broker down: flush, checkpoint, and the
 clean-shutdown marker.
+
+Accept.  Each listener has an :class:`Acceptor` of our own over its listening sockets, as
+Kafka's, so that accepting can stop: at ``max.connections`` (broker or listener), at the
+descriptor budget that keeps storage's reserve, or while the creation rate makes new
+connections wait, they stay in the kernel's backlog; over ``max.connections.per.ip`` one is
+accepted and closed (:mod:`kafkacompat.connection_quotas` holds the counts and limits).
 """
 
 from __future__ import annotations
