@@ -235,9 +235,15 @@ class ReplicaManager:
     def run_retention(self, now_ms: int) -> int:
         """One pass of retention over every partition, and producer-id expiry with it."""
         deleted = 0
+        failed: OSError | None = None
         for partition in self.partitions():
             partition.log.remove_expired_producers(now_ms)
-            deleted += partition.log.apply_retention(now_ms)
+            try:
+                deleted += partition.log.apply_retention(now_ms)
+            except OSError as exc:  # one partition's disk error must not stop the others'
+                failed = failed or exc
+        if failed is not None:
+            raise failed  # for the scheduler to report and retry with back-off
         return deleted
 
     def high_watermarks(self) -> dict[TopicPartition, int]:

@@ -21,6 +21,7 @@ publishers do not change.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from collections.abc import Mapping
@@ -35,6 +36,7 @@ from kafkacompat.metadata.image import (
     PartitionsAdded,
     TopicImage,
 )
+from kafkacompat.storage.base import KafkaStorageError
 from kafkacompat.storage.config import LogConfig
 from kafkacompat.storage.kafka_uuid import random_kafka_uuid, uuid_to_base64
 from kafkacompat.storage.topic_records import (
@@ -170,9 +172,22 @@ class LocalController:
         topic = TopicImage(name, topic_id, partitions, overrides)
         if validate_only:
             return topic
-        self._commit(topic)  # after this the topic exists across restarts
+        try:
+            self._commit(topic)  # after this the topic exists across restarts
+        except OSError as exc:  # atomic: the topic file is not there
+            raise KafkaStorageError(f"cannot create topic '{name}': {exc}") from exc
+        before = self.image
+        try:
+            self._publish(MetadataDelta(created=(topic,)), {**self.image.topics, name: topic})
+        except OSError as exc:
+            # The log manager removed what it had made of the partitions; take the commit back
+            # so no half-created topic remains, in memory or across a restart.
+            self.image = before
+            if self.data_dir is not None:
+                with contextlib.suppress(OSError):  # else the next start makes the folders
+                    delete_topic_file(self.data_dir, topic_id)
+            raise KafkaStorageError(f"cannot create the logs of topic '{name}': {exc}") from exc
         self._collisions[collision_key(name)] = name
-        self._publish(MetadataDelta(created=(topic,)), {**self.image.topics, name: topic})
         return topic
 
     def create_partitions(
