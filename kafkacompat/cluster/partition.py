@@ -142,6 +142,7 @@ class Partition:
     ) -> LogReadResult:
         """Whole batches from ``fetch_offset`` (at least one, KIP-74), none at or past the
         isolation's bound.  OFFSET_OUT_OF_RANGE outside [log start, LEO]."""
+        self.log.check_online()  # a caught-up fetch reads nothing, yet must hear of it
         bound = self._max_offset(isolation)
         start = self.log.log_start_offset
         if not start <= fetch_offset <= self.log.log_end_offset:

@@ -28,6 +28,7 @@ from tests.storage.log_helpers import make_batch, read_all_values, settings
 
 NOW = 1_700_000_000_000
 E = ErrorCode
+HW = FetchIsolation.HIGH_WATERMARK
 
 
 @pytest.fixture
@@ -172,6 +173,9 @@ def test_an_offline_partition_answers_storage_errors_and_the_shutdown_is_not_cle
             FetchIsolation.HIGH_WATERMARK,
         )
         assert [r.error for r in results] == [E.KAFKA_STORAGE_ERROR, E.NONE]
+        caught_up = FetchRead(sick, E.NONE, sick.high_watermark, 1 << 20)
+        results, _, _ = replicas.read_from_local_log([caught_up], 1 << 20, HW)
+        assert [r.error for r in results] == [E.KAFKA_STORAGE_ERROR]
         replicas.append_records(fine, bytearray(batch_bytes()), now_ms=NOW)
         assert broker.logs.offline_logs == [("sick", 0)]
     assert not (tmp_path / CLEAN_SHUTDOWN_FILE).exists()
@@ -286,3 +290,85 @@ def test_a_failing_job_is_retried_with_back_off_and_reported_twice(
     assert [r.levelno for r in infos] == [logging.ERROR, logging.WARNING]
     assert "No space left" in infos[0].getMessage() and "back-off" in infos[0].getMessage()
     assert "succeeds again after 4 failures" in infos[1].getMessage()
+
+
+def test_a_cleaning_that_hits_a_full_disk_leaves_the_original_segments(
+    tmp_path: Path, faults: DiskFaults
+) -> None:
+    from tests.storage.test_cleaner import (
+        clean_only,
+        compact_config,
+        file_bytes,
+        fill,
+        leftovers,
+        rows,
+        run_round,
+    )
+
+    log = Log(str(tmp_path / "c-0"), compact_config(), now_ms=NOW)
+    fill(log, 200, keys=10)
+    before = rows(log)
+    files = {s.log_path: file_bytes(s.log_path) for s in log.segments}
+    with faults.full(lambda path: path.endswith(".cleaned")), pytest.raises(OSError):
+        clean_only(log)
+    assert faults.writes_refused >= 1
+    assert leftovers(log.directory) == []
+    assert {s.log_path: file_bytes(s.log_path) for s in log.segments} == files
+    assert rows(log) == before
+    run_round(log)  # space back: the next round cleans
+    assert len(rows(log)) < len(before)
+    log.close()
+
+
+def test_a_refused_producer_snapshot_at_roll_moves_no_producer_state(
+    tmp_path: Path, faults: DiskFaults
+) -> None:
+    with running_broker(tmp_path, engine="disk") as broker:
+        broker.controller.create_topic("t", 1, {"segment.bytes": "600"})
+        replicas = broker.replica_manager
+        partition = replicas.get_partition_or_error("t", 0)
+
+        def send(sequence: int) -> int:
+            blob = bytearray(batch_bytes(producer_id=7, producer_epoch=0, base_sequence=sequence))
+            return replicas.append_records(partition, blob, now_ms=NOW).base_offset
+
+        offsets = [send(i) for i in range(3)]
+        segments = len(partition.log.local.segments)  # type: ignore[attr-defined]
+        refused = None
+        with faults.full(lambda path: ".snapshot" in path):
+            for sequence in range(3, 20):  # the roll comes within a few batches
+                try:
+                    offsets.append(send(sequence))
+                except KafkaProtocolError as exc:
+                    refused = exc
+                    break
+        assert refused is not None and refused.error_code == E.KAFKA_STORAGE_ERROR
+        assert len(partition.log.local.segments) == segments  # type: ignore[attr-defined]
+        # The refused roll wrote nothing and the state did not count the batch: the
+        # producer's retry of the same sequence is appended, and a duplicate of it is not.
+        offsets.append(send(sequence))
+        assert send(sequence) == offsets[-1]
+        assert len(partition.log.local.segments) == segments + 1  # type: ignore[attr-defined]
+        assert offsets == list(range(len(offsets)))
+        assert not [p for p in (tmp_path / "t-0").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_refused_checkpoint_keeps_the_previous_file(tmp_path: Path, faults: DiskFaults) -> None:
+    with running_broker(tmp_path, engine="disk") as broker:
+        broker.controller.create_topic("t", 1)
+        replicas = broker.replica_manager
+        replicas.append_records(
+            replicas.get_partition_or_error("t", 0), bytearray(batch_bytes()), now_ms=NOW
+        )
+        broker.checkpoint()
+        path = tmp_path / "replication-offset-checkpoint"
+        written = path.read_bytes()
+        replicas.append_records(
+            replicas.get_partition_or_error("t", 0), bytearray(batch_bytes()), now_ms=NOW
+        )
+        with faults.full(lambda p: "checkpoint" in p), pytest.raises(OSError):
+            broker.checkpoint()
+        assert path.read_bytes() == written
+        assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+        broker.checkpoint()
+        assert path.read_bytes() != written
