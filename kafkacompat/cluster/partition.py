@@ -173,6 +173,7 @@ class Partition:
         """ListOffsets: (timestamp, offset, leader epoch), offset -1 when there is none.
         Special timestamps as Kafka's: -2 earliest, -1 latest (the isolation's bound), -3 the
         largest timestamp (KIP-734), -4 earliest local (KIP-405), -5 earliest tiered."""
+        self.log.check_online()
         if timestamp in (-2, -4):
             start = self.log.log_start_offset
             return -1, start, self._epoch_at(start)

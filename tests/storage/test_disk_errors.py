@@ -173,6 +173,10 @@ def test_an_offline_partition_answers_storage_errors_and_the_shutdown_is_not_cle
             FetchIsolation.HIGH_WATERMARK,
         )
         assert [r.error for r in results] == [E.KAFKA_STORAGE_ERROR, E.NONE]
+        for timestamp in (-1, -2, 0):  # ListOffsets: latest, earliest, by time
+            with pytest.raises(KafkaProtocolError) as listed:
+                sick.fetch_offset_for_timestamp(timestamp, HW)
+            assert listed.value.error_code == E.KAFKA_STORAGE_ERROR
         caught_up = FetchRead(sick, E.NONE, sick.high_watermark, 1 << 20)
         results, _, _ = replicas.read_from_local_log([caught_up], 1 << 20, HW)
         assert [r.error for r in results] == [E.KAFKA_STORAGE_ERROR]
