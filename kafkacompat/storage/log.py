@@ -476,6 +476,8 @@ class Log:
             # failed half way left the old segment active), and the same append may succeed
             # once space is freed.
             raise self._storage_error("append to", exc) from exc
+        if self._failing:
+            self._recovered("append to")
         if leader_epoch > self._epochs.latest_epoch:
             self._epochs.assign(leader_epoch, base_offset)
             self._epochs_dirty = True  # persisted before the recovery point passes it
@@ -491,8 +493,6 @@ class Log:
                 # an index or the epoch checkpoint could not be written. The data is durable,
                 # so the append stands; the recovery point stays and the flusher tries again.
                 self._warn_once("flush", exc)
-        if self._failing:
-            self._recovered()
         return AppendInfo(
             base_offset, last_offset, max_timestamp, log_append_time, self._log_start_offset
         )
@@ -602,10 +602,10 @@ class Log:
             self._failing.add(what)
             log.warning("cannot %s %s: %s", what, self.directory, describe(exc))
 
-    def _recovered(self) -> None:
-        for what in sorted(self._failing):
+    def _recovered(self, what: str) -> None:
+        if what in self._failing:
+            self._failing.discard(what)
             log.warning("%s %s succeeds again", what, self.directory)
-        self._failing.clear()
 
     # -- durability ------------------------------------------------------------------------------
 
@@ -660,6 +660,8 @@ class Log:
         self._unflushed_messages = 0
         if now_ms is not None:
             self._last_flush_ms = now_ms
+        if self._failing:
+            self._recovered("flush")
 
     def close_handles(self) -> None:
         """Close every inactive segment's ``.log`` descriptor and drop its cached index

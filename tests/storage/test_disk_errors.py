@@ -376,3 +376,29 @@ def test_a_refused_checkpoint_keeps_the_previous_file(tmp_path: Path, faults: Di
         assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
         broker.checkpoint()
         assert path.read_bytes() != written
+
+
+def test_a_refused_index_write_at_flush_keeps_the_acked_data_and_a_whole_index(
+    tmp_path: Path, faults: DiskFaults, caplog: pytest.LogCaptureFixture
+) -> None:
+    directory = str(tmp_path / "t-0")
+    log = Log(directory, settings(flush_messages=1, index_interval_bytes=1), now_ms=NOW)
+    for i in range(3):
+        _append(log, b"before-%d" % i)
+    index_path = log.active_segment.offset_index.path
+    faults.partial = True
+    with caplog.at_level(logging.WARNING), faults.full(lambda path: path.endswith(".index")):
+        # The .log fsync succeeded: durable, so acknowledged; the index waits for space.
+        for i in range(3):
+            _append(log, b"during-%d" % i)
+    assert faults.writes_refused >= 2
+    assert len([r for r in caplog.records if "cannot flush" in r.getMessage()]) == 1
+    assert log.recovery_point < log.log_end_offset
+    assert os.path.getsize(index_path) % 8 == 0  # the torn entry was cut off
+    _append(log, b"after")
+    assert log.recovery_point == log.log_end_offset
+    log.close()
+    reopened = Log(directory, settings(index_interval_bytes=1), now_ms=NOW)
+    reopened.active_segment.deep_check_indexes()  # raises if the entries were torn or doubled
+    assert len(read_all_values(reopened)) == 14
+    reopened.close()
