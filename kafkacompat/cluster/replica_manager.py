@@ -22,6 +22,7 @@ an append to one of its partitions or ``max_wait_ms``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -262,7 +263,9 @@ class ReplicaManager:
         the log manager's flush, checkpoints and close."""
         self.begin_shutdown()
         for partition in self.partitions():
-            partition.log.snapshot_producer_state()
+            # A full disk: the next start replays more of the log instead.
+            with contextlib.suppress(OSError):
+                partition.log.snapshot_producer_state()
         self.log_manager.shutdown(self.high_watermarks())
 
 

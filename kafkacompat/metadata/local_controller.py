@@ -172,23 +172,35 @@ class LocalController:
         topic = TopicImage(name, topic_id, partitions, overrides)
         if validate_only:
             return topic
+        self._commit_and_publish(topic, None, MetadataDelta(created=(topic,)))
+        self._collisions[collision_key(name)] = name
+        return topic
+
+    def _commit_and_publish(
+        self, topic: TopicImage, previous: TopicImage | None, delta: MetadataDelta
+    ) -> None:
+        """Commit ``topic`` (after this it exists across restarts) and publish ``delta``; all
+        or nothing on a disk error (KAFKA_STORAGE_ERROR): the log manager removes what it had
+        made of new partitions, and the commit is taken back, so no half-created topic or
+        partition remains, in memory or across a restart."""
         try:
-            self._commit(topic)  # after this the topic exists across restarts
-        except OSError as exc:  # atomic: the topic file is not there
-            raise KafkaStorageError(f"cannot create topic '{name}': {exc}") from exc
+            self._commit(topic)
+        except OSError as exc:  # atomic: the previous file, if any, is still there
+            raise KafkaStorageError(f"cannot commit topic '{topic.name}': {exc}") from exc
         before = self.image
         try:
-            self._publish(MetadataDelta(created=(topic,)), {**self.image.topics, name: topic})
+            self._publish(delta, {**self.image.topics, topic.name: topic})
         except OSError as exc:
-            # The log manager removed what it had made of the partitions; take the commit back
-            # so no half-created topic remains, in memory or across a restart.
             self.image = before
             if self.data_dir is not None:
                 with contextlib.suppress(OSError):  # else the next start makes the folders
-                    delete_topic_file(self.data_dir, topic_id)
-            raise KafkaStorageError(f"cannot create the logs of topic '{name}': {exc}") from exc
-        self._collisions[collision_key(name)] = name
-        return topic
+                    if previous is None:
+                        delete_topic_file(self.data_dir, topic.topic_id)
+                    else:
+                        self._commit(previous)
+            raise KafkaStorageError(
+                f"cannot create the logs of topic '{topic.name}': {exc}"
+            ) from exc
 
     def create_partitions(
         self, name: str, total: int, *, validate_only: bool = False
@@ -203,10 +215,10 @@ class LocalController:
         grown = TopicImage(name, current.topic_id, total, current.configs)
         if validate_only:
             return grown
-        self._commit(grown)
-        self._publish(
+        self._commit_and_publish(
+            grown,
+            current,
             MetadataDelta(partitions_added=(PartitionsAdded(grown, current.partitions),)),
-            {**self.image.topics, name: grown},
         )
         return grown
 
@@ -231,10 +243,7 @@ class LocalController:
         if validate_only:
             return config
         altered = TopicImage(name, current.topic_id, current.partitions, config.overrides)
-        self._commit(altered)
-        self._publish(
-            MetadataDelta(configs_altered=(altered,)), {**self.image.topics, name: altered}
-        )
+        self._commit_and_publish(altered, current, MetadataDelta(configs_altered=(altered,)))
         return config
 
     def delete_topic(self, name: str) -> None:

@@ -127,6 +127,8 @@ class UnifiedLog:
         """At clean shutdown: snapshot at the log end offset (nothing if never loaded: a state
         nobody loaded changed nothing, so its snapshot still holds)."""
         state = self._producer_state
+        if getattr(self.local, "offline_reason", None) is not None:
+            return False  # its log end may not survive the recovery the next start runs
         return state is not None and state.snapshot(self.local.log_end_offset) is not None
 
     # -- append ----------------------------------------------------------------------------------

@@ -402,3 +402,21 @@ def test_a_refused_index_write_at_flush_keeps_the_acked_data_and_a_whole_index(
     reopened.active_segment.deep_check_indexes()  # raises if the entries were torn or doubled
     assert len(read_all_values(reopened)) == 14
     reopened.close()
+
+
+def test_create_partitions_on_a_full_disk_adds_none(tmp_path: Path, faults: DiskFaults) -> None:
+    with running_broker(tmp_path, engine="disk") as broker:
+        broker.controller.create_topic("t", 1)
+        with (
+            faults.full(lambda path: "/t-2/" in path),
+            pytest.raises(KafkaProtocolError) as refused,
+        ):
+            broker.controller.create_partitions("t", 3)
+        assert refused.value.error_code == E.KAFKA_STORAGE_ERROR
+        assert broker.metadata.topics["t"].partitions == 1
+        assert broker.logs.topic("t").partitions == 1
+        assert broker.replica_manager.get_partition("t", 1) is None
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("t-")) == ["t-0"]
+        broker.controller.create_partitions("t", 3)
+    with running_broker(tmp_path, engine="disk") as broker:
+        assert broker.metadata.topics["t"].partitions == 3
