@@ -318,6 +318,10 @@ class Broker:
         for pending in self.logs.take_roll_flushes():
             try:
                 await loop.run_in_executor(None, pending.fsync)
+            except OSError as exc:
+                # Never retried (a second fsync may lie): that log goes offline, the rest go on.
+                self.logs.roll_flush_failed(pending, exc)
+                continue
             finally:
                 pending.close()
             if self.started:

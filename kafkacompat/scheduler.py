@@ -1,9 +1,14 @@
 """Periodic jobs on the running event loop, as Kafka's ``KafkaScheduler`` runs them.
 
 A job is a plain function or a coroutine function; each runs every ``period_s`` seconds,
-first one period after it is scheduled.  A job that raises is logged and runs again at its
-next period: one failed retention pass must not end retention for the life of the broker.
-Runs of one job never overlap (the next period starts when the last run ends).
+first one period after it is scheduled.  Runs of one job never overlap (the next period starts
+when the last run ends).
+
+A job that raises is retried, never dropped: one failed retention pass must not end retention
+for the life of the broker.  While it keeps failing (a full disk, EMFILE) the wait between
+tries doubles from its period up to :data:`MAX_BACKOFF_S` (never below the period), and the
+log says so twice: once, with the traceback, when it starts failing, and once when it
+succeeds again; not at every tick.
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ import logging
 from collections.abc import Callable
 
 log = logging.getLogger("kafkacompat.scheduler")
+
+MAX_BACKOFF_S = 30.0
+"""The longest wait between two tries of a failing job (a job with a longer period keeps it)."""
 
 _SHUTDOWN_WAIT_S = 2.0
 """How long :meth:`KafkaScheduler.shutdown` waits for cancelled jobs to unwind."""
@@ -36,14 +44,32 @@ class KafkaScheduler:
 
     @staticmethod
     async def _every(name: str, job: Callable[[], object], period_s: float) -> None:
+        delay = period_s
+        failures = 0
         while True:
-            await asyncio.sleep(period_s)
+            await asyncio.sleep(delay)
             try:
                 result = job()
                 if inspect.isawaitable(result):
                     await result
-            except Exception:
-                log.exception("scheduled task %s failed", name)
+            except Exception as exc:
+                failures += 1
+                delay = min(period_s * 2**failures, max(period_s, MAX_BACKOFF_S))
+                if failures == 1:
+                    log.exception(
+                        "scheduled task %s failed (%s); retrying with back-off up to %.0f s, "
+                        "and logging again when it succeeds",
+                        name,
+                        exc,
+                        max(period_s, MAX_BACKOFF_S),
+                    )
+                else:
+                    log.debug("scheduled task %s failed again (%d): %s", name, failures, exc)
+                continue
+            if failures:
+                log.warning("scheduled task %s succeeds again after %d failures", name, failures)
+                failures = 0
+                delay = period_s
 
     async def shutdown(self) -> None:
         """Cancel every job and wait (briefly) for them to unwind.  A job running in a worker
