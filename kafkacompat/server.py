@@ -55,6 +55,7 @@ from kafkacompat.protocol.framing import (
     encode_response,
     read_request_header,
 )
+from kafkacompat.protocol.memory_pool import SimpleMemoryPool
 from kafkacompat.protocol.message import Message
 from kafkacompat.protocol.primitives import DecodeError
 from kafkacompat.protocol.supported import SUPPORTED_VERSIONS
@@ -121,7 +122,13 @@ class Connection(asyncio.BufferedProtocol):
             self.session.security_protocol = SecurityProtocol(
                 server.security_protocols.get(listener.name.upper(), "PLAINTEXT")
             )
-        self._frames = FrameReader(server.max_request_size, on_frame=self._enqueue)
+        self._frames = FrameReader(
+            server.max_request_size,
+            on_frame=self._enqueue,
+            pool=server.memory_pool,
+            on_memory=self._memory_granted,
+        )
+        self._memory_wait = False  # paused until the pool has room for a large frame
         self._queue: collections.deque[bytearray] = collections.deque()
         self._queued_bytes = 0
         self._worker: asyncio.Task[None] | None = None
@@ -155,6 +162,7 @@ class Connection(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.server.connections.discard(self)
+        self._release_memory()
         self._queue.clear()
         self._queued_bytes = 0
         self._writable.set()
@@ -169,6 +177,10 @@ class Connection(asyncio.BufferedProtocol):
         self.last_active = time.monotonic()
         frames = self._frames
         frames.buffer_updated(nbytes)  # whole frames go to _enqueue as they complete
+        if frames.waiting_for_memory and not self._memory_wait:
+            self._memory_wait = True
+            if not self._paused and self.transport is not None:
+                self.transport.pause_reading()
         exc = frames.error
         if exc is not None and not self.closed:
             log.warning(
@@ -179,6 +191,17 @@ class Connection(asyncio.BufferedProtocol):
                 exc.limit,
             )
             self.close()
+
+    def _memory_granted(self) -> None:
+        self._memory_wait = False
+        if not self._paused and not self.closed and self.transport is not None:
+            self.transport.resume_reading()
+
+    def _release_memory(self) -> None:
+        frames = self._frames
+        for frame in self._queue:
+            frames.release(frame)
+        frames.close()
 
     def eof_received(self) -> bool | None:
         return None  # close our side too
@@ -194,6 +217,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def _enqueue(self, frame: bytearray) -> None:
         if self.closed:
+            self._frames.release(frame)
             return
         self._queue.append(frame)
         self._queued_bytes += len(frame)
@@ -222,7 +246,8 @@ class Connection(asyncio.BufferedProtocol):
                 and self._queued_bytes < _MAX_QUEUED_BYTES // 2
             ):
                 assert self.transport is not None
-                self.transport.resume_reading()
+                if not self._memory_wait:
+                    self.transport.resume_reading()
                 self._paused = False
             self.busy = True
             try:
@@ -234,6 +259,10 @@ class Connection(asyncio.BufferedProtocol):
                 self.close()
                 return
             finally:
+                # Nothing refers to the frame now (responses never hold request bytes; the
+                # log copies or writes what it keeps), so its pool share is free.
+                self._frames.release(frame)
+                del frame
                 self.busy = False
                 self.in_flight = None
                 self.last_active = time.monotonic()
@@ -311,7 +340,8 @@ class Connection(asyncio.BufferedProtocol):
     def stop_reading(self) -> None:
         """At shutdown: read no more requests."""
         if not self.closed and not self._paused and self.transport is not None:
-            self.transport.pause_reading()
+            if not self._memory_wait:
+                self.transport.pause_reading()
             self._paused = True
 
     def close(self) -> None:
@@ -336,6 +366,9 @@ class Server:
         self.broker = broker
         config = broker.config
         self.max_request_size: int = config.get("socket.request.max.bytes")
+        queued_max_bytes: int = config.get("queued.max.request.bytes")
+        # Kafka's MemoryPool.NONE for -1 (its default) and 0: no accounting at all.
+        self.memory_pool = SimpleMemoryPool(queued_max_bytes) if queued_max_bytes > 0 else None
         self.idle_ms: int = config.get("connections.max.idle.ms")
         self.connections: set[Connection] = set()
         self.security_protocols = config.security_protocols
