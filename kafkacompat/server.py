@@ -181,6 +181,15 @@ class Connection(asyncio.BufferedProtocol):
             self._memory_wait = True
             if not self._paused and self.transport is not None:
                 self.transport.pause_reading()
+            pool = frames.pool
+            assert pool is not None
+            log.debug(
+                "connection from %s waits for request memory: %d bytes in use of "
+                "queued.max.request.bytes=%d",
+                self.peer,
+                pool.used,
+                pool.size,
+            )
         exc = frames.error
         if exc is not None and not self.closed:
             log.warning(
