@@ -241,6 +241,7 @@ class FrameReader:
         self.max_frame_size = max_frame_size
         self._scratch = bytearray(scratch_size)
         self._scratch_view = memoryview(self._scratch)
+        self._largest_small = scratch_size - 4  # the largest body the scratch buffer holds
         self._end = 0  # bytes of a partial frame at the front of the scratch buffer
         self._frame: bytearray | None = None  # a large frame being read in place
         self._filled = 0  # how much of it
@@ -372,8 +373,9 @@ class FrameReader:
     def release(self, frame: bytearray) -> None:
         """A delivered frame is done with: give its share back to the pool (frames that fit
         the scratch buffer never had one)."""
-        if self.pool is not None and 4 + len(frame) > len(self._scratch):
-            self.pool.release(len(frame))
+        size = len(frame)
+        if size > self._largest_small and self.pool is not None:
+            self.pool.release(size)
 
     def close(self) -> None:
         """The connection is gone: give back what the partial frame holds or waits for.
