@@ -2,11 +2,18 @@
 
 Read path.  Each connection is a :class:`asyncio.BufferedProtocol`, so the event loop reads
 straight into the buffers of the connection's sans-I/O :class:`FrameReader`
-(``protocol/framing.py``, where the rules are tested byte by byte): small frames land in a reused 64 KiB scratch buffer and are
-copied out; a frame larger than that gets a ``bytearray`` of exactly its size and the rest of
-its body is read directly into it, so a 1 MiB produce is copied from the kernel once.  The
-length prefix is checked against ``socket.request.max.bytes`` before any body is buffered.
-Frames are writable bytearrays because the log stamps offsets into produce batches in place.
+(``protocol/framing.py``, where the rules are tested byte by byte): small frames land in a
+reused 64 KiB scratch buffer and are copied out; a larger frame fills the scratch buffer, then
+gets a ``bytearray`` of its own that grows as its bytes arrive (never what the length prefix
+claims before it is sent) and the rest of its body is read directly into it.  The length
+prefix is checked against ``socket.request.max.bytes`` before any body is buffered.  Frames
+are writable bytearrays because the log stamps offsets into produce batches in place.
+
+Request memory (``queued.max.request.bytes``, KIP-72; default -1, unbounded).  With a bound,
+a frame larger than the scratch buffer takes its size from a :class:`SimpleMemoryPool` when
+it leaves the scratch buffer; refused, its connection stops reading until a handled request
+gives memory back.  The share is returned when the request's handler is done (nothing keeps
+a view of the frame after that) or its connection is lost.  Small frames never wait.
 
 Order.  As Kafka does, a connection's requests are handled one at a time and answered in
 order; a long-polling Fetch parks only its own connection.  Reading pauses while too many
