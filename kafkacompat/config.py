@@ -147,6 +147,7 @@ _OWN_KEYS: Final = (
     _key("socket.send.buffer.bytes", _T.INT, "102400"),
     _key("socket.receive.buffer.bytes", _T.INT, "102400"),
     _key("queued.max.requests", _T.INT, "500", at_least(1)),
+    _key("queued.max.request.bytes", _T.LONG, "-1"),
     _key("max.connections", _T.INT, str(INT_MAX), at_least(0)),
     _key("replica.fetch.max.bytes", _T.INT, "1048576", at_least(0)),
     _key("fetch.max.bytes", _T.INT, "57671680", at_least(1024)),
@@ -380,6 +381,14 @@ class BrokerConfig:
                 raise InvalidConfigError(f"Invalid value '' for configuration {name}: empty")
         self._check_ids()
         self._check_listeners()
+        queued, request_max = (
+            self.get("queued.max.request.bytes"),
+            self.get("socket.request.max.bytes"),
+        )
+        if 0 < queued < request_max:  # KafkaConfig.validateValues
+            raise InvalidConfigError(
+                "queued.max.request.bytes must be larger or equal to socket.request.max.bytes"
+            )
         self.log_dir  # noqa: B018  (refuses several log.dirs)
 
     def _check_ids(self) -> None:
