@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from kafkacompat.cluster.delayed_fetch import DelayedFetchPurgatory
 from kafkacompat.cluster.replica_manager import ReplicaManager
-from kafkacompat.config import BrokerConfig
+from kafkacompat.config import BrokerConfig, advertised_host
 from kafkacompat.coordinators.group_timers import TimerQueue
 from kafkacompat.coordinators.producer_ids import ProducerIdManager
 from kafkacompat.metadata.image import MetadataDelta, MetadataImage
@@ -296,9 +296,11 @@ class Broker:
 
     @property
     def advertised_host_port(self) -> tuple[str, int]:
+        """Where clients are sent (Metadata, FindCoordinator, DescribeCluster): the first
+        listener as bound (port 0 resolved), a wildcard host as the canonical host name."""
         if self.bound is not None and not self.config.is_set("advertised.listeners"):
             host, port = self.bound
-            return ("127.0.0.1" if host in ("0.0.0.0", "::", "") else host), port
+            return advertised_host(host), port
         listener = self.config.advertised_listeners[0]
         return listener.host, listener.port
 
@@ -316,6 +318,10 @@ class Broker:
         for pending in self.logs.take_roll_flushes():
             try:
                 await loop.run_in_executor(None, pending.fsync)
+            except OSError as exc:
+                # Never retried (a second fsync may lie): that log goes offline, the rest go on.
+                self.logs.roll_flush_failed(pending, exc)
+                continue
             finally:
                 pending.close()
             if self.started:

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kafkacompat.broker import Broker, wall_clock_ms
-from kafkacompat.config import BrokerConfig
+from kafkacompat.config import WILDCARD_HOSTS, BrokerConfig, advertised_host
 from kafkacompat.dynamic_config import DYNAMIC_BROKER_CONFIGS, load_dynamic_broker_configs
 from kafkacompat.handlers import load_all
 from kafkacompat.scheduler import KafkaScheduler
@@ -99,8 +99,16 @@ class BrokerServer:
         return self.server.bound
 
     @property
+    def advertised(self) -> list[tuple[str, int]]:
+        """What clients are told, listener by listener: ``advertised.listeners`` when set, else
+        each listener as bound with a wildcard host resolved (as Metadata answers)."""
+        if self.config.is_set("advertised.listeners"):
+            return [(item.host, item.port) for item in self.config.advertised_listeners]
+        return [(advertised_host(host), port) for host, port in self.bound]
+
+    @property
     def bootstrap_servers(self) -> str:
-        return format_bootstrap(self.bound)
+        return format_bootstrap(self.advertised)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -123,11 +131,14 @@ class BrokerServer:
             raise
         self._schedule_housekeeping(broker)
         self.started = True
+        for listener, (host, _) in zip(self.config.listeners, self.bound, strict=False):
+            if host in WILDCARD_HOSTS and not self.config.is_set("advertised.listeners"):
+                log.info("%s: resolved wildcard host to %s", listener.name, advertised_host(host))
         log.info(
             "kafkacompat broker %d listening on %s (bootstrap.servers=%s), storage %s, data dir %s, "
             "cluster id %s; started in %.0f ms",
             broker.node_id,
-            self.bootstrap_servers,
+            format_bootstrap(self.bound),
             self.bootstrap_servers,
             self.engine,
             os.path.abspath(broker.data_dir) if self.engine == "disk" else "(none)",

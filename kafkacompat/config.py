@@ -22,8 +22,10 @@ validated here too, and resolved per topic by :class:`kafkacompat.storage.config
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +47,31 @@ from kafkacompat.storage.config import (
 log = logging.getLogger(__name__)
 
 Validator = Callable[[Any], str | None]
+
+WILDCARD_HOSTS: Final = frozenset({"", "0.0.0.0", "::"})
+"""Listener hosts that bind every interface and so name no host a client could be sent to."""
+
+
+def advertised_host(host: str) -> str:
+    """``host`` as a client should be told it: a wildcard becomes the canonical host name."""
+    return canonical_host_name() if host in WILDCARD_HOSTS else host
+
+
+@functools.cache
+def canonical_host_name() -> str:
+    """What a listener bound to every interface advertises: Kafka's
+    ``InetAddress.getLocalHost().getCanonicalHostName()`` (``withWildcardHostnamesResolved``),
+    ``socket.getfqdn()`` here.  Once per process: it may ask DNS."""
+    name = socket.getfqdn()
+    try:
+        socket.getaddrinfo(name, None)
+    except OSError:
+        log.warning(
+            "the canonical host name %r advertised for a wildcard listener does not resolve "
+            "here; set advertised.listeners to a name clients can reach",
+            name,
+        )
+    return name
 
 
 def _none(_: Any) -> str | None:
@@ -120,6 +147,7 @@ _OWN_KEYS: Final = (
     _key("socket.send.buffer.bytes", _T.INT, "102400"),
     _key("socket.receive.buffer.bytes", _T.INT, "102400"),
     _key("queued.max.requests", _T.INT, "500", at_least(1)),
+    _key("queued.max.request.bytes", _T.LONG, "-1"),
     _key("max.connections", _T.INT, str(INT_MAX), at_least(0)),
     _key("max.connections.per.ip", _T.INT, str(INT_MAX), at_least(0)),
     _key("max.connections.per.ip.overrides", _T.STRING, "",
@@ -409,6 +437,14 @@ class BrokerConfig:
                 "max.connections.per.ip can be set to zero only if "
                 "max.connections.per.ip.overrides property is set."
             )
+        queued, request_max = (
+            self.get("queued.max.request.bytes"),
+            self.get("socket.request.max.bytes"),
+        )
+        if 0 < queued < request_max:  # KafkaConfig.validateValues
+            raise InvalidConfigError(
+                "queued.max.request.bytes must be larger or equal to socket.request.max.bytes"
+            )
         self.log_dir  # noqa: B018  (refuses several log.dirs)
 
     def _check_ids(self) -> None:
@@ -455,6 +491,14 @@ class BrokerConfig:
                         "kafkacompat speaks PLAINTEXT only"
                     )
         if self.get("advertised.listeners") is not None:
+            if any(
+                item.host == "0.0.0.0" for item in self._broker_listeners("advertised.listeners")
+            ):
+                # KafkaConfig.validateValues, word for word what a Kafka operator searches for.
+                raise InvalidConfigError(
+                    "advertised.listeners cannot use the nonroutable meta-address 0.0.0.0. "
+                    "Use a routable IP address."
+                )
             bound = {listener.name.upper() for listener in self.listeners}
             for listener in self._broker_listeners("advertised.listeners"):
                 if listener.name.upper() not in bound:
@@ -535,17 +579,16 @@ class BrokerConfig:
 
     @property
     def advertised_listeners(self) -> list[Listener]:
-        """Defaults to the listeners, with a wildcard host replaced as Kafka does (the
-        canonical host name there; the loopback address here, the dev-box case)."""
+        """Defaults to the listeners; a host that binds every interface (empty, ``0.0.0.0``,
+        ``::``) is replaced by the machine's canonical host name, as Kafka's broker
+        registration does for an empty host.  (Kafka refuses ``0.0.0.0`` in the listeners when
+        it would be advertised; here it is resolved the same way as an empty host, the
+        dev-box case of ``--host 0.0.0.0``.)"""
         if self.get("advertised.listeners") is None:
             chosen = self.listeners
         else:
             chosen = self._broker_listeners("advertised.listeners") or self.listeners
-        return [
-            Listener(item.name, "127.0.0.1" if item.host in ("", "0.0.0.0", "::") else item.host,
-                     item.port)
-            for item in chosen
-        ]  # fmt: skip
+        return [Listener(item.name, advertised_host(item.host), item.port) for item in chosen]
 
     @property
     def log_dir(self) -> Path:

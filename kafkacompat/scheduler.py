@@ -1,13 +1,14 @@
 """Periodic jobs on the running event loop, as Kafka's ``KafkaScheduler`` runs them.
 
 A job is a plain function or a coroutine function; each runs every ``period_s`` seconds,
-first one period after it is scheduled.  A job that raises runs again: one failed retention
-pass must not end retention for the life of the broker.  While it keeps failing (descriptors
-or disk space run out), its waits double up to :data:`_MAX_BACKOFF_S` so that it does not
-hammer what is short, and it is reported once with its traceback, then every
-:data:`_REMINDER_S` with the count, and once more when it succeeds again: never silently
-skipped, never a traceback a second.  Runs of one job never overlap (the next period starts
+first one period after it is scheduled.  Runs of one job never overlap (the next period starts
 when the last run ends).
+
+A job that raises is retried, never dropped: one failed retention pass must not end retention
+for the life of the broker.  While it keeps failing (a full disk, EMFILE) the wait between
+tries doubles from its period up to :data:`MAX_BACKOFF_S` (never below the period), and the
+log says so twice: once, with the traceback, when it starts failing, and once when it
+succeeds again; not at every tick.
 """
 
 from __future__ import annotations
@@ -19,10 +20,9 @@ from collections.abc import Callable
 
 log = logging.getLogger("kafkacompat.scheduler")
 
-_MAX_BACKOFF_S = 60.0
-"""The longest wait between runs of a job that keeps failing (unless its period is longer)."""
-_REMINDER_S = 600.0
-"""How often a job that still fails is reported again."""
+MAX_BACKOFF_S = 30.0
+"""The longest wait between two tries of a failing job (a job with a longer period keeps it)."""
+
 _SHUTDOWN_WAIT_S = 2.0
 """How long :meth:`KafkaScheduler.shutdown` waits for cancelled jobs to unwind."""
 
@@ -44,33 +44,32 @@ class KafkaScheduler:
 
     @staticmethod
     async def _every(name: str, job: Callable[[], object], period_s: float) -> None:
-        loop = asyncio.get_running_loop()
-        wait_s = period_s
+        delay = period_s
         failures = 0
-        reported_at = 0.0
         while True:
-            await asyncio.sleep(wait_s)
+            await asyncio.sleep(delay)
             try:
                 result = job()
                 if inspect.isawaitable(result):
                     await result
             except Exception as exc:
                 failures += 1
-                now = loop.time()
+                delay = min(period_s * 2**failures, max(period_s, MAX_BACKOFF_S))
                 if failures == 1:
-                    log.exception("scheduled task %s failed; retrying with back-off", name)
-                    reported_at = now
-                elif now - reported_at >= _REMINDER_S:
-                    log.warning(
-                        "scheduled task %s still failing (%d times): %s", name, failures, exc
+                    log.exception(
+                        "scheduled task %s failed (%s); retrying with back-off up to %.0f s, "
+                        "and logging again when it succeeds",
+                        name,
+                        exc,
+                        max(period_s, MAX_BACKOFF_S),
                     )
-                    reported_at = now
-                wait_s = max(period_s, min(wait_s * 2, _MAX_BACKOFF_S))
+                else:
+                    log.debug("scheduled task %s failed again (%d): %s", name, failures, exc)
                 continue
             if failures:
-                log.info("scheduled task %s succeeded again after %d failures", name, failures)
+                log.warning("scheduled task %s succeeds again after %d failures", name, failures)
                 failures = 0
-            wait_s = period_s
+                delay = period_s
 
     async def shutdown(self) -> None:
         """Cancel every job and wait (briefly) for them to unwind.  A job running in a worker

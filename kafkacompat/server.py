@@ -2,11 +2,18 @@
 
 Read path.  Each connection is a :class:`asyncio.BufferedProtocol`, so the event loop reads
 straight into the buffers of the connection's sans-I/O :class:`FrameReader`
-(``protocol/framing.py``, where the rules are tested byte by byte): small frames land in a reused 64 KiB scratch buffer and are
-copied out; a frame larger than that gets a ``bytearray`` of exactly its size and the rest of
-its body is read directly into it, so a 1 MiB produce is copied from the kernel once.  The
-length prefix is checked against ``socket.request.max.bytes`` before any body is buffered.
-Frames are writable bytearrays because the log stamps offsets into produce batches in place.
+(``protocol/framing.py``, where the rules are tested byte by byte): small frames land in a
+reused 64 KiB scratch buffer and are copied out; a larger frame fills the scratch buffer, then
+gets a ``bytearray`` of its own that grows as its bytes arrive (never what the length prefix
+claims before it is sent) and the rest of its body is read directly into it.  The length
+prefix is checked against ``socket.request.max.bytes`` before any body is buffered.  Frames
+are writable bytearrays because the log stamps offsets into produce batches in place.
+
+Request memory (``queued.max.request.bytes``, KIP-72; default -1, unbounded).  With a bound,
+a frame larger than the scratch buffer takes its size from a :class:`SimpleMemoryPool` when
+it leaves the scratch buffer; refused, its connection stops reading until a handled request
+gives memory back.  The share is returned when the request's handler is done (nothing keeps
+a view of the frame after that) or its connection is lost.  Small frames never wait.
 
 Order.  As Kafka does, a connection's requests are handled one at a time and answered in
 order; a long-polling Fetch parks only its own connection.  Reading pauses while too many
@@ -74,6 +81,7 @@ from kafkacompat.protocol.framing import (
     encode_response,
     read_request_header,
 )
+from kafkacompat.protocol.memory_pool import SimpleMemoryPool
 from kafkacompat.protocol.message import Message
 from kafkacompat.protocol.primitives import DecodeError
 from kafkacompat.protocol.supported import SUPPORTED_VERSIONS
@@ -153,7 +161,13 @@ class Connection(asyncio.BufferedProtocol):
             self.session.security_protocol = SecurityProtocol(
                 server.security_protocols.get(listener.name.upper(), "PLAINTEXT")
             )
-        self._frames = FrameReader(server.max_request_size, on_frame=self._enqueue)
+        self._frames = FrameReader(
+            server.max_request_size,
+            on_frame=self._enqueue,
+            pool=server.memory_pool,
+            on_memory=self._memory_granted,
+        )
+        self._memory_wait = False  # paused until the pool has room for a large frame
         self._queue: collections.deque[bytearray] = collections.deque()
         self._queued_bytes = 0
         self._worker: asyncio.Task[None] | None = None
@@ -190,6 +204,7 @@ class Connection(asyncio.BufferedProtocol):
         self.closed = True
         self.server.connections.discard(self)
         self.server.release(self)
+        self._release_memory()
         self._queue.clear()
         self._queued_bytes = 0
         self._writable.set()
@@ -204,6 +219,19 @@ class Connection(asyncio.BufferedProtocol):
         self.last_active = time.monotonic()
         frames = self._frames
         frames.buffer_updated(nbytes)  # whole frames go to _enqueue as they complete
+        if frames.waiting_for_memory and not self._memory_wait:
+            self._memory_wait = True
+            if not self._paused and self.transport is not None:
+                self.transport.pause_reading()
+            pool = frames.pool
+            assert pool is not None
+            log.debug(
+                "connection from %s waits for request memory: %d bytes in use of "
+                "queued.max.request.bytes=%d",
+                self.peer,
+                pool.used,
+                pool.size,
+            )
         exc = frames.error
         if exc is not None and not self.closed:
             log.warning(
@@ -214,6 +242,17 @@ class Connection(asyncio.BufferedProtocol):
                 exc.limit,
             )
             self.close()
+
+    def _memory_granted(self) -> None:
+        self._memory_wait = False
+        if not self._paused and not self.closed and self.transport is not None:
+            self.transport.resume_reading()
+
+    def _release_memory(self) -> None:
+        frames = self._frames
+        for frame in self._queue:
+            frames.release(frame)
+        frames.close()
 
     def eof_received(self) -> bool | None:
         return None  # close our side too
@@ -229,6 +268,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def _enqueue(self, frame: bytearray) -> None:
         if self.closed:
+            self._frames.release(frame)
             return
         self._queue.append(frame)
         self._queued_bytes += len(frame)
@@ -257,7 +297,8 @@ class Connection(asyncio.BufferedProtocol):
                 and self._queued_bytes < _MAX_QUEUED_BYTES // 2
             ):
                 assert self.transport is not None
-                self.transport.resume_reading()
+                if not self._memory_wait:
+                    self.transport.resume_reading()
                 self._paused = False
             self.busy = True
             try:
@@ -269,6 +310,10 @@ class Connection(asyncio.BufferedProtocol):
                 self.close()
                 return
             finally:
+                # Nothing refers to the frame now (responses never hold request bytes; the
+                # log copies or writes what it keeps), so its pool share is free.
+                self._frames.release(frame)
+                del frame
                 self.busy = False
                 self.in_flight = None
                 self.last_active = time.monotonic()
@@ -346,7 +391,8 @@ class Connection(asyncio.BufferedProtocol):
     def stop_reading(self) -> None:
         """At shutdown: read no more requests."""
         if not self.closed and not self._paused and self.transport is not None:
-            self.transport.pause_reading()
+            if not self._memory_wait:
+                self.transport.pause_reading()
             self._paused = True
 
     def close(self) -> None:
@@ -485,6 +531,9 @@ class Server:
         self.broker = broker
         config = broker.config
         self.max_request_size: int = config.get("socket.request.max.bytes")
+        queued_max_bytes: int = config.get("queued.max.request.bytes")
+        # Kafka's MemoryPool.NONE for -1 (its default) and 0: no accounting at all.
+        self.memory_pool = SimpleMemoryPool(queued_max_bytes) if queued_max_bytes > 0 else None
         self.idle_ms: int = config.get("connections.max.idle.ms")
         self.connections: set[Connection] = set()
         self.security_protocols = config.security_protocols

@@ -228,14 +228,25 @@ def test_unknown_keys_are_warned_and_the_broker_runs(
     assert _metadata_brokers(broker.address) == [(7, "127.0.0.1", broker.address[1])]
 
 
-def test_port_0_advertises_the_bound_port(tmp_path: Path, brokers: list[BrokerProcess]) -> None:
-    broker = BrokerProcess(tmp_path, args=["--host", "0.0.0.0"])
+@pytest.mark.parametrize(
+    "how",
+    [["--host", "0.0.0.0"], ["--set", "listeners=PLAINTEXT://:0"]],
+    ids=["host-0.0.0.0", "empty-host"],
+)
+def test_wildcard_listener_advertises_the_canonical_host_name(
+    tmp_path: Path, brokers: list[BrokerProcess], how: list[str]
+) -> None:
+    broker = BrokerProcess(tmp_path, args=how)
     brokers.append(broker)
     broker.start()
     port = broker.address[1]
     assert port != 0
-    # Bound to every interface, advertised as loopback with the port actually bound.
-    assert _metadata_brokers(("127.0.0.1", port)) == [(1, "127.0.0.1", port)]
+    # Bound to every interface: advertised as this machine's name (what a client elsewhere can
+    # reach), with the port actually bound, and the start-up line says the same.
+    host = socket.getfqdn()
+    assert _metadata_brokers(("127.0.0.1", port)) == [(1, host, port)]
+    assert f"bootstrap.servers={host}:{port}" in broker.log_text()
+    assert f"resolved wildcard host to {host}" in broker.log_text()
 
 
 def test_named_host_is_advertised_by_name(tmp_path: Path, brokers: list[BrokerProcess]) -> None:

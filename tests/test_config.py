@@ -3,6 +3,7 @@ validation, listeners, and the node id."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -268,9 +269,11 @@ def test_parse_listener(text: str, parsed: tuple[str, str, int] | None) -> None:
 
 def test_advertised_listeners_default_to_listeners_with_wildcards_replaced() -> None:
     assert BrokerConfig().advertised_listeners == [Listener("PLAINTEXT", "127.0.0.1", 9092)]
+    # Kafka's sample server.properties spelling binds every interface: clients on other hosts
+    # must be sent to this machine's name, not to their own loopback.
     for host in ("0.0.0.0", "", "[::]"):
         config = BrokerConfig({"listeners": f"PLAINTEXT://{host}:9093"})
-        assert config.advertised_listeners == [Listener("PLAINTEXT", "127.0.0.1", 9093)]
+        assert config.advertised_listeners == [Listener("PLAINTEXT", socket.getfqdn(), 9093)]
     config = BrokerConfig({"listeners": "PLAINTEXT://[::1]:9094"})
     assert config.listeners == [Listener("PLAINTEXT", "::1", 9094)]
     assert config.advertised_listeners == [Listener("PLAINTEXT", "::1", 9094)]
@@ -285,6 +288,20 @@ def test_explicit_advertised_listeners() -> None:
     )
     assert config.listeners == [Listener("PLAINTEXT", "0.0.0.0", 9092)]
     assert config.advertised_listeners == [Listener("PLAINTEXT", "kafka.example.com", 19092)]
+
+
+def test_advertised_listeners_refuse_the_meta_address() -> None:
+    with pytest.raises(
+        InvalidConfigError, match=r"cannot use the nonroutable meta-address 0\.0\.0\.0"
+    ):
+        BrokerConfig(
+            {"listeners": "PLAINTEXT://:9092", "advertised.listeners": "PLAINTEXT://0.0.0.0:9092"}
+        )
+    # An empty advertised host is resolved, as Kafka's withWildcardHostnamesResolved does.
+    config = BrokerConfig(
+        {"listeners": "PLAINTEXT://:9092", "advertised.listeners": "PLAINTEXT://:9092"}
+    )
+    assert config.advertised_listeners == [Listener("PLAINTEXT", socket.getfqdn(), 9092)]
 
 
 def test_listener_names_map_to_protocols() -> None:

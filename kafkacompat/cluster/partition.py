@@ -142,6 +142,7 @@ class Partition:
     ) -> LogReadResult:
         """Whole batches from ``fetch_offset`` (at least one, KIP-74), none at or past the
         isolation's bound.  OFFSET_OUT_OF_RANGE outside [log start, LEO]."""
+        self.log.check_online()  # a caught-up fetch reads nothing, yet must hear of it
         bound = self._max_offset(isolation)
         start = self.log.log_start_offset
         if not start <= fetch_offset <= self.log.log_end_offset:
@@ -172,6 +173,7 @@ class Partition:
         """ListOffsets: (timestamp, offset, leader epoch), offset -1 when there is none.
         Special timestamps as Kafka's: -2 earliest, -1 latest (the isolation's bound), -3 the
         largest timestamp (KIP-734), -4 earliest local (KIP-405), -5 earliest tiered."""
+        self.log.check_online()
         if timestamp in (-2, -4):
             start = self.log.log_start_offset
             return -1, start, self._epoch_at(start)

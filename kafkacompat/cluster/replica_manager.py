@@ -22,6 +22,7 @@ an append to one of its partitions or ``max_wait_ms``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -235,9 +236,15 @@ class ReplicaManager:
     def run_retention(self, now_ms: int) -> int:
         """One pass of retention over every partition, and producer-id expiry with it."""
         deleted = 0
+        failed: OSError | None = None
         for partition in self.partitions():
             partition.log.remove_expired_producers(now_ms)
-            deleted += partition.log.apply_retention(now_ms)
+            try:
+                deleted += partition.log.apply_retention(now_ms)
+            except OSError as exc:  # one partition's disk error must not stop the others'
+                failed = failed or exc
+        if failed is not None:
+            raise failed  # for the scheduler to report and retry with back-off
         return deleted
 
     def high_watermarks(self) -> dict[TopicPartition, int]:
@@ -256,7 +263,9 @@ class ReplicaManager:
         the log manager's flush, checkpoints and close."""
         self.begin_shutdown()
         for partition in self.partitions():
-            partition.log.snapshot_producer_state()
+            # A full disk: the next start replays more of the log instead.
+            with contextlib.suppress(OSError):
+                partition.log.snapshot_producer_state()
         self.log_manager.shutdown(self.high_watermarks())
 
 

@@ -21,6 +21,7 @@ publishers do not change.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from collections.abc import Mapping
@@ -35,6 +36,7 @@ from kafkacompat.metadata.image import (
     PartitionsAdded,
     TopicImage,
 )
+from kafkacompat.storage.base import KafkaStorageError
 from kafkacompat.storage.config import LogConfig
 from kafkacompat.storage.kafka_uuid import random_kafka_uuid, uuid_to_base64
 from kafkacompat.storage.topic_records import (
@@ -170,10 +172,35 @@ class LocalController:
         topic = TopicImage(name, topic_id, partitions, overrides)
         if validate_only:
             return topic
-        self._commit(topic)  # after this the topic exists across restarts
+        self._commit_and_publish(topic, None, MetadataDelta(created=(topic,)))
         self._collisions[collision_key(name)] = name
-        self._publish(MetadataDelta(created=(topic,)), {**self.image.topics, name: topic})
         return topic
+
+    def _commit_and_publish(
+        self, topic: TopicImage, previous: TopicImage | None, delta: MetadataDelta
+    ) -> None:
+        """Commit ``topic`` (after this it exists across restarts) and publish ``delta``; all
+        or nothing on a disk error (KAFKA_STORAGE_ERROR): the log manager removes what it had
+        made of new partitions, and the commit is taken back, so no half-created topic or
+        partition remains, in memory or across a restart."""
+        try:
+            self._commit(topic)
+        except OSError as exc:  # atomic: the previous file, if any, is still there
+            raise KafkaStorageError(f"cannot commit topic '{topic.name}': {exc}") from exc
+        before = self.image
+        try:
+            self._publish(delta, {**self.image.topics, topic.name: topic})
+        except OSError as exc:
+            self.image = before
+            if self.data_dir is not None:
+                with contextlib.suppress(OSError):  # else the next start makes the folders
+                    if previous is None:
+                        delete_topic_file(self.data_dir, topic.topic_id)
+                    else:
+                        self._commit(previous)
+            raise KafkaStorageError(
+                f"cannot create the logs of topic '{topic.name}': {exc}"
+            ) from exc
 
     def create_partitions(
         self, name: str, total: int, *, validate_only: bool = False
@@ -188,10 +215,10 @@ class LocalController:
         grown = TopicImage(name, current.topic_id, total, current.configs)
         if validate_only:
             return grown
-        self._commit(grown)
-        self._publish(
+        self._commit_and_publish(
+            grown,
+            current,
             MetadataDelta(partitions_added=(PartitionsAdded(grown, current.partitions),)),
-            {**self.image.topics, name: grown},
         )
         return grown
 
@@ -216,10 +243,7 @@ class LocalController:
         if validate_only:
             return config
         altered = TopicImage(name, current.topic_id, current.partitions, config.overrides)
-        self._commit(altered)
-        self._publish(
-            MetadataDelta(configs_altered=(altered,)), {**self.image.topics, name: altered}
-        )
+        self._commit_and_publish(altered, current, MetadataDelta(configs_altered=(altered,)))
         return config
 
     def delete_topic(self, name: str) -> None:

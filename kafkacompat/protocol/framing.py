@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 from kafkacompat.protocol import api_info, request_class, response_class
 from kafkacompat.protocol.apis import APIS, ApiKey
+from kafkacompat.protocol.memory_pool import SimpleMemoryPool
 from kafkacompat.protocol.message import Message
 from kafkacompat.protocol.messages.request_header import RequestHeader
 from kafkacompat.protocol.messages.response_header import ResponseHeader
@@ -148,6 +149,43 @@ def decode_response(
 SCRATCH_SIZE = 64 * 1024
 """Frames up to this size (length prefix included) are read into one reused buffer."""
 
+GROWTH = 4
+"""How much a large frame's buffer grows each time it fills: memory stays within about this
+factor of the bytes received, and the bytes copied on growth total about a third of the
+frame (measured in ``scripts/bench/bench_request_memory.py``)."""
+
+
+_new_buffer: Callable[[int], bytearray] | None = None
+
+
+def _frame_buffer(size: int) -> bytearray:
+    """``size`` bytes about to be overwritten, so not zero-filled first: ``bytearray(size)``
+    writes every byte once more (measured: 20 us per MiB, a fifth of cutting a 1 MiB frame)
+    and faults every page in before a byte has arrived.  The reader delivers a frame only
+    once every byte of it was received, so nothing left in the memory is ever seen."""
+    global _new_buffer
+    if _new_buffer is None:
+        _new_buffer = _resolve_allocator()
+    return _new_buffer(size)
+
+
+def _resolve_allocator() -> Callable[[int], bytearray]:
+    # Resolved on the first large frame: ctypes costs a client that never sees one ~3 ms.
+    try:
+        import ctypes
+
+        make = ctypes.pythonapi.PyByteArray_FromStringAndSize
+    except (ImportError, AttributeError):  # not CPython
+        return bytearray
+    make.restype = ctypes.py_object
+    make.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t)
+
+    def uninitialized(size: int) -> bytearray:
+        buffer: bytearray = make(None, size)
+        return buffer
+
+    return uninitialized
+
 
 class FrameReader:
     """Splits a byte stream into frames, sans I/O, shaped for ``asyncio.BufferedProtocol``.
@@ -165,11 +203,23 @@ class FrameReader:
 
     Buffers.  Bytes land in a fixed scratch buffer of ``scratch_size``; every frame complete
     in it is copied out as soon as it arrives, and a partial one is moved to the front.  A
-    frame too big for the scratch buffer gets a ``bytearray`` of exactly its size, and
-    :meth:`get_buffer` then hands out the unfilled rest of it, so the body of a 1 MiB produce
-    is copied from the kernel once and never again.  Frames are writable ``bytearray``s (the
-    log stamps offsets into produce batches in place).  Memory held is the scratch buffer,
-    one frame being read, and the frames not yet taken.
+    frame too big for the scratch buffer stays there until the scratch buffer is full, then
+    moves to a ``bytearray`` of its own that grows by :data:`GROWTH` each time it fills, up to
+    exactly the frame's size; :meth:`get_buffer` hands out the unfilled rest of it, so most
+    of a large produce is copied from the kernel once and never again.  Memory follows the
+    bytes received, not the size a length prefix claims: a client that claims 100 MiB and
+    sends 18 bytes costs nothing beyond the scratch buffer.  Frames are writable
+    ``bytearray``s (the log stamps offsets into produce batches in place).  Memory held is
+    the scratch buffer, one frame being read, and the frames not yet taken.
+
+    Request memory (``pool``, KIP-72).  Frames that fit the scratch buffer never touch the
+    pool: heartbeats and metadata get through whatever a bulk load holds.  A large frame
+    takes its whole claimed size from the pool when it leaves the scratch buffer, all or
+    nothing, so connections holding partial frames never wait on each other's bytes (a
+    deadlock when every one of them holds part of the pool).  Refused, the reader sets
+    :attr:`waiting_for_memory`, takes no more bytes (its reader should stop reading: the
+    scratch buffer is full), and waits in the pool; once granted it moves the frame out and
+    calls ``on_memory``.  A delivered large frame keeps its share until :meth:`release`.
 
     Limit.  A length prefix above ``max_frame_size`` (or negative) stops the reader as soon as
     its four bytes are in, before any of the claimed body is buffered: the frames before it
@@ -183,20 +233,29 @@ class FrameReader:
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         scratch_size: int = SCRATCH_SIZE,
         on_frame: Callable[[bytearray], object] | None = None,
+        pool: SimpleMemoryPool | None = None,
+        on_memory: Callable[[], object] | None = None,
     ) -> None:
         if scratch_size < 8:
             raise ValueError("the scratch buffer must hold a length prefix and then some")
         self.max_frame_size = max_frame_size
         self._scratch = bytearray(scratch_size)
         self._scratch_view = memoryview(self._scratch)
+        self._largest_small = scratch_size - 4  # the largest body the scratch buffer holds
         self._end = 0  # bytes of a partial frame at the front of the scratch buffer
         self._frame: bytearray | None = None  # a large frame being read in place
         self._filled = 0  # how much of it
+        self._size = 0  # its claimed size (the buffer may still be smaller)
         self._ready: collections.deque[bytearray] = collections.deque()
         self._ready_bytes = 0
         self._deliver: Callable[[bytearray], object] = (
             on_frame if on_frame is not None else self._keep
         )
+        self.pool = pool
+        self._on_memory = on_memory
+        self._reserved = 0  # taken from the pool for the partial large frame
+        self.waiting_for_memory = False
+        """The scratch buffer is full with the start of a large frame the pool refused."""
         self.error: FrameTooLargeError | None = None
         """Set once a bad length prefix arrived; the reader reads nothing more."""
 
@@ -222,17 +281,32 @@ class FrameReader:
             return memoryview(self._frame)[self._filled :]
         if self.error is not None:
             return self._scratch_view  # read and dropped
-        # Never full: complete frames are cut out and a large one moves to its own buffer.
+        if self.waiting_for_memory:
+            # Asked anyway (a reader that could not stop): never hand out an empty buffer,
+            # take the memory over the pool's limit instead.
+            assert self.pool is not None
+            self.pool.cancel_wait(self._memory_freed)
+            self.pool.force_allocate(self._size)
+            self._granted()
+            assert self._frame is not None
+            return memoryview(self._frame)[self._filled :]
+        # Never full: complete frames are cut out and a full one moves to its own buffer.
         return self._scratch_view[self._end :]
 
     def buffer_updated(self, nbytes: int) -> None:
         """``nbytes`` were written at the start of the last :meth:`get_buffer`."""
         frame = self._frame
         if frame is not None:
-            self._filled += nbytes
-            if self._filled == len(frame):
+            filled = self._filled + nbytes
+            self._filled = filled
+            if filled == self._size:
                 self._frame = None
+                self._reserved = 0  # the frame's share now travels with it
                 self._deliver(frame)
+            elif filled == len(frame):
+                bigger = _frame_buffer(min(self._size, len(frame) * GROWTH))
+                bigger[:filled] = frame
+                self._frame = bigger
             return
         if self.error is not None:
             return
@@ -254,20 +328,68 @@ class FrameReader:
                 deliver(scratch[body : body + size])
                 start = body + size
                 continue
-            if 4 + size > len(scratch):
-                # Too big for the scratch buffer: the rest is read straight into its own.
-                frame = bytearray(size)
-                have = end - body
-                frame[:have] = self._scratch_view[body:end]
-                self._frame, self._filled = frame, have
-                start = end
             break
         if start:
             remaining = end - start
             scratch[:remaining] = self._scratch_view[start:end]
-            self._end = remaining
-        else:
-            self._end = end
+            self._end = end = remaining
+        if end == len(scratch) and self.error is None:
+            # Full with the start of one frame (a smaller one would be complete): only now
+            # does it cost memory of its own.
+            (self._size,) = _SIZE.unpack_from(scratch, 0)
+            pool = self.pool
+            if pool is None:
+                self._move_out()
+            elif pool.try_allocate(self._size):
+                self._reserved = self._size
+                self._move_out()
+            else:
+                self.waiting_for_memory = True
+                pool.wait(self._memory_freed)
+
+    def _move_out(self) -> None:
+        size, end = self._size, self._end
+        frame = _frame_buffer(min(size, GROWTH * len(self._scratch)))
+        have = end - 4
+        frame[:have] = self._scratch_view[4:end]
+        self._frame, self._filled, self._end = frame, have, 0
+
+    def _memory_freed(self) -> None:
+        pool = self.pool
+        if not self.waiting_for_memory or pool is None:
+            return
+        if not pool.allocate_waited(self._size):
+            pool.wait(self._memory_freed)
+            return
+        self._granted()
+        if self._on_memory is not None:
+            self._on_memory()
+
+    def _granted(self) -> None:
+        self.waiting_for_memory = False
+        self._reserved = self._size
+        self._move_out()
+
+    def release(self, frame: bytearray) -> None:
+        """A delivered frame is done with: give its share back to the pool (frames that fit
+        the scratch buffer never had one)."""
+        size = len(frame)
+        if size > self._largest_small and self.pool is not None:
+            self.pool.release(size)
+
+    def close(self) -> None:
+        """The connection is gone: give back what the partial frame holds or waits for.
+        Frames already delivered are given back with :meth:`release`."""
+        pool = self.pool
+        if pool is not None:
+            if self.waiting_for_memory:
+                pool.cancel_wait(self._memory_freed)
+                self.waiting_for_memory = False
+            if self._reserved:
+                reserved, self._reserved = self._reserved, 0
+                pool.release(reserved)
+        self._frame = None
+        self._end = 0
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Bytes already read elsewhere, copied in through :meth:`get_buffer`."""

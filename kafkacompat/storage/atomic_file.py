@@ -9,6 +9,8 @@ import contextlib
 import os
 from pathlib import Path
 
+from kafkacompat.storage import disk_io
+
 
 class CorruptFileError(Exception):
     """A data-directory file that cannot be parsed; names the file so an operator can act."""
@@ -41,7 +43,7 @@ def atomic_write(path: Path, data: bytes) -> None:
         try:
             view = memoryview(data)
             while view:
-                written = os.write(fd, view)
+                written = disk_io.os_write(fd, view)
                 view = view[written:]
             os.fsync(fd)
         finally:

@@ -31,6 +31,13 @@ class OffsetOutOfRangeError(KafkaProtocolError):
     error_code = ErrorCode.OFFSET_OUT_OF_RANGE
 
 
+class KafkaStorageError(KafkaProtocolError):
+    """The disk refused (full, quota, I/O error) or the partition's log is offline after a
+    failed fsync: Kafka's ``KafkaStorageException``, retriable for the client."""
+
+    error_code = ErrorCode.KAFKA_STORAGE_ERROR
+
+
 @dataclass(frozen=True, slots=True)
 class AppendInfo:
     """What a Produce response reports for one appended records blob."""

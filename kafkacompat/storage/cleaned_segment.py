@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Final, Protocol
 
 from kafkacompat.records.batch import FIELD_BASE_OFFSET, FIELD_LAST_OFFSET_DELTA
+from kafkacompat.storage import disk_io
 from kafkacompat.storage.file_records import iter_file_batches
 from kafkacompat.storage.index import OffsetIndex, TimeIndex
 from kafkacompat.storage.segment import (
@@ -130,7 +131,7 @@ class CleanedSegmentWriter:
             data = b"".join(self.pending)
             view = memoryview(data)
             while view:
-                view = view[self.file.write(view) :]
+                view = view[disk_io.os_write(self.file.fileno(), view) :]
             self.pending.clear()
             self.pending_bytes = 0
 

@@ -28,6 +28,8 @@ from bisect import bisect_right
 from itertools import pairwise
 from typing import Final
 
+from kafkacompat.storage import disk_io
+
 OFFSET_ENTRY: Final = struct.Struct(">ii")  # relative offset, file position
 TIME_ENTRY: Final = struct.Struct(">qi")  # timestamp, relative offset
 _BIG_ENDIAN_HOST: Final = sys.byteorder == "big"
@@ -129,11 +131,21 @@ class _IndexFile:
         if not self._loaded or (self._synced and self._persisted == len(self)):
             return
         pending = self._encode(self._persisted)
-        with open(self.path, "ab") as f:
-            if pending:
-                f.write(pending)
-            f.flush()
-            os.fsync(f.fileno())
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            view = memoryview(pending)
+            try:
+                while view:
+                    view = view[disk_io.os_write(fd, view) :]
+            except OSError:
+                # A full disk: cut the torn entries off so the next flush appends them whole.
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, size)
+                raise
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         self._persisted = len(self)
         self._synced = True
 

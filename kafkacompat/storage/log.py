@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import logging
 import os
 import re
 from collections.abc import Callable
@@ -63,6 +64,7 @@ from kafkacompat.storage.atomic_file import CorruptFileError, fsync_dir
 from kafkacompat.storage.base import (
     AppendInfo,
     FileRegion,
+    KafkaStorageError,
     OffsetOutOfRangeError,
     ReadResult,
     TimestampOffset,
@@ -78,6 +80,7 @@ from kafkacompat.storage.cleaned_segment import (
     CleanedSegment,
     swap_file_next_offset,
 )
+from kafkacompat.storage.disk_io import LogDirFailure, describe
 from kafkacompat.storage.epoch import LeaderEpochCache
 from kafkacompat.storage.index import CorruptIndexError
 from kafkacompat.storage.log_validator import (
@@ -96,6 +99,8 @@ from kafkacompat.storage.segment import (
     LogSegment,
     Opener,
 )
+
+log = logging.getLogger(__name__)
 
 LOG_APPEND_TIME: Final = "LogAppendTime"
 # Leftovers of interrupted renames, cleanings and deletions; Kafka deletes these on load.
@@ -210,6 +215,9 @@ class Log:
         self._epochs = LeaderEpochCache()
         self._epochs_dirty = False  # changed in memory since the checkpoint was written
         self._pending_deletions: list[_PendingDeletion] = []
+        self.offline_reason: str | None = None
+        """Why the log went offline (a failed fsync), None while it serves."""
+        self._failing: set[str] = set()  # operations whose failure was logged, until they succeed
         os.makedirs(directory, exist_ok=True)
         self._load(clean_shutdown)
 
@@ -433,6 +441,8 @@ class Log:
     def append_validated(
         self, validated: ValidatedRecords, *, leader_epoch: int, now_ms: int
     ) -> AppendInfo:
+        if self.offline_reason is not None:
+            raise self._offline_error()
         view, batches, message_count = validated.records, validated.batches, validated.message_count
         size = len(view)
         settings = self.settings
@@ -457,15 +467,32 @@ class Log:
             spans.append((batch_length + LOG_OVERHEAD, offset - 1, batch_max_timestamp))
         last_offset = offset - 1
 
-        if segment.size and self._should_roll(segment, size, last_offset, now_ms):
-            segment = self.roll()
-        segment.append(view, spans, now_ms)
+        try:
+            if segment.size and self._should_roll(segment, size, last_offset, now_ms):
+                segment = self.roll()
+            segment.append(view, spans, now_ms)
+        except OSError as exc:
+            # The segment cut its file back: the log is as before this append (a roll that
+            # failed half way left the old segment active), and the same append may succeed
+            # once space is freed.
+            raise self._storage_error("append to", exc) from exc
+        if self._failing:
+            self._recovered("append to")
         if leader_epoch > self._epochs.latest_epoch:
             self._epochs.assign(leader_epoch, base_offset)
             self._epochs_dirty = True  # persisted before the recovery point passes it
         self._unflushed_messages += message_count
         if settings.flush_messages is not None or settings.flush_ms is not None:
-            self._maybe_flush_after_append(now_ms)
+            try:
+                self._maybe_flush_after_append(now_ms)
+            except LogDirFailure as exc:
+                # Written, but the fsync that was to make it durable failed: never acknowledged.
+                raise self._storage_error("flush", exc) from exc
+            except OSError as exc:
+                # Every .log fsync succeeded (Log.flush syncs them before anything else); only
+                # an index or the epoch checkpoint could not be written. The data is durable,
+                # so the append stands; the recovery point stays and the flusher tries again.
+                self._warn_once("flush", exc)
         return AppendInfo(
             base_offset, last_offset, max_timestamp, log_append_time, self._log_start_offset
         )
@@ -515,6 +542,8 @@ class Log:
         """Rolled segments waiting for their fsync, each with a descriptor of its own (a
         ``dup``, so the pool may close the segment's) for another thread to fsync; hand each
         back to :meth:`complete_roll_flush` on this thread, in order, then close the fd."""
+        if self.offline_reason is not None:
+            return []
         pending, self._roll_flushes = self._roll_flushes, []
         for flush in pending:
             flush.fd = os.dup(flush.segment.fd) if flush.segment.dirty else None
@@ -535,6 +564,49 @@ class Log:
         if not any(f.new_base <= flush.new_base for f in self._roll_flushes):
             self._recovery_point = max(self._recovery_point, flush.new_base)
 
+    # -- disk failures ---------------------------------------------------------------------------
+
+    def go_offline(self, exc: BaseException) -> None:
+        """Stop serving after a failure that leaves the disk's content unknown (Kafka halts the
+        log dir): every append and read answers KAFKA_STORAGE_ERROR until a restart, whose
+        recovery revalidates everything above the recovery point. Logged once, loudly."""
+        if self.offline_reason is not None:
+            return
+        self.offline_reason = describe(exc)
+        log.error(
+            "partition log %s is OFFLINE after a disk failure: %s; its producers and "
+            "consumers get KAFKA_STORAGE_ERROR until the broker is restarted (recovery then "
+            "revalidates its unflushed tail)",
+            self.directory,
+            self.offline_reason,
+        )
+
+    def _offline_error(self) -> KafkaStorageError:
+        return KafkaStorageError(
+            f"the log of {os.path.basename(self.directory)} is offline: {self.offline_reason}"
+        )
+
+    def _storage_error(self, what: str, exc: OSError) -> KafkaStorageError:
+        if isinstance(exc, LogDirFailure):
+            self.go_offline(exc)
+            return self._offline_error()
+        self._warn_once(what, exc)
+        return KafkaStorageError(
+            f"cannot {what} {os.path.basename(self.directory)}: {describe(exc)}"
+        )
+
+    def _warn_once(self, what: str, exc: OSError) -> None:
+        # A full disk fails every append until space is freed: one line when it starts, one
+        # when it ends (see _recovered), not one per produce request.
+        if what not in self._failing:
+            self._failing.add(what)
+            log.warning("cannot %s %s: %s", what, self.directory, describe(exc))
+
+    def _recovered(self, what: str) -> None:
+        if what in self._failing:
+            self._failing.discard(what)
+            log.warning("%s %s succeeds again", what, self.directory)
+
     # -- durability ------------------------------------------------------------------------------
 
     def _maybe_flush_after_append(self, now_ms: int) -> None:
@@ -548,6 +620,8 @@ class Log:
     def maybe_flush(self, now_ms: int) -> bool:
         """For the broker's periodic task: flush if ``flush.ms`` has elapsed, and persist a
         changed leader epoch cache. A few attribute reads when there is nothing to do."""
+        if self.offline_reason is not None:
+            return False
         flush_ms = self.settings.flush_ms
         if (
             flush_ms is not None
@@ -561,9 +635,23 @@ class Log:
         return False
 
     def flush(self, now_ms: int | None = None) -> None:
-        """fsync everything above the recovery point and move it to the log end offset."""
+        """fsync everything above the recovery point and move it to the log end offset.
+
+        The ``.log`` files first, then indexes and the epoch checkpoint: a failure after the
+        first pass (a full disk refusing an index write) leaves no data undurable. A failed
+        fsync takes the log offline (:class:`LogDirFailure` propagates); nothing is flushed
+        on an offline log, so its recovery point never passes data that fsync covered."""
+        if self.offline_reason is not None:
+            return
         first = max(bisect.bisect_right(self._base_offsets, self._recovery_point) - 1, 0)
-        for segment in self._segments[first:]:
+        segments = self._segments[first:]
+        try:
+            for segment in segments:
+                segment.flush_data()
+        except LogDirFailure as exc:
+            self.go_offline(exc)
+            raise
+        for segment in segments:
             segment.flush()
         if self._epochs_dirty:  # before the recovery point vouches for the epochs' batches
             self._write_epoch_checkpoint()
@@ -572,6 +660,8 @@ class Log:
         self._unflushed_messages = 0
         if now_ms is not None:
             self._last_flush_ms = now_ms
+        if self._failing:
+            self._recovered("flush")
 
     def close_handles(self) -> None:
         """Close every inactive segment's ``.log`` descriptor and drop its cached index
@@ -584,7 +674,7 @@ class Log:
     def close(self) -> None:
         """Flush, unlink every file still waiting for deletion (nothing reads it once the log
         is gone; a crash before this leaves them to the next load), close descriptors."""
-        self.flush()
+        self.flush()  # nothing on an offline log: the next start recovers it
         self._unlink_pending(self._pending_deletions)
         self._pending_deletions = []
         for segment in self._segments:
@@ -599,6 +689,8 @@ class Log:
             )
 
     def read(self, offset: int, max_bytes: int) -> ReadResult:
+        if self.offline_reason is not None:
+            raise self._offline_error()
         self._check_range(offset)
         i = bisect.bisect_right(self._base_offsets, offset) - 1
         for segment in self._segments[max(i, 0) :]:
@@ -625,6 +717,8 @@ class Log:
     def offset_for_timestamp(self, timestamp: int) -> TimestampOffset | None:
         """The first record at or after the log start with timestamp >= ``timestamp``.
         The special ListOffsets timestamps (-1 latest, -2 earliest, -3 max) are the caller's."""
+        if self.offline_reason is not None:
+            raise self._offline_error()
         start = self._log_start_offset
         for segment in self._segments:
             if segment.next_offset <= start or segment.max_timestamp < timestamp:
@@ -640,6 +734,8 @@ class Log:
         return None
 
     def max_timestamp_offset(self) -> TimestampOffset | None:
+        if self.offline_reason is not None:
+            raise self._offline_error()
         best: LogSegment | None = None
         for segment in self._segments:
             if segment.next_offset <= self._log_start_offset or segment.is_empty:
@@ -742,6 +838,8 @@ class Log:
         whole segments from the oldest, stopping at the first that must stay; returns how many.
         Also unlinks files whose file.delete.delay.ms has passed. Cheap on a one-segment log,
         so the broker may call it for every partition every few seconds."""
+        if self.offline_reason is not None:
+            return 0  # an offline log is left as it is for the recovery at the next start
         deleted = 0
         settings = self.settings
         if not getattr(settings, "delete", True):

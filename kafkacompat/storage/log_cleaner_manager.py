@@ -152,8 +152,10 @@ class LogCleanerManager:
 
         best: tuple[tuple[str, int], LogToClean] | None = None
         for tp, partition_log in logs:
-            if not isinstance(partition_log, Log) or not getattr(
-                partition_log.settings, "compact", False
+            if (
+                not isinstance(partition_log, Log)
+                or not getattr(partition_log.settings, "compact", False)
+                or partition_log.offline_reason is not None  # left as is for recovery
             ):
                 continue
             plan = cleanable_range(

@@ -22,6 +22,8 @@ all is persisted. Time comes from the injected ``now_ms`` callable.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import shutil
 import uuid
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 from kafkacompat.errors import ErrorCode, KafkaProtocolError
+from kafkacompat.storage import disk_io
 from kafkacompat.storage.base import PartitionLog
 from kafkacompat.storage.checkpoint_file import (
     LOG_START_OFFSET_CHECKPOINT,
@@ -63,6 +66,32 @@ from kafkacompat.storage.partition_dir import (
 from kafkacompat.storage.topic_records import TOPICS_DIR, TopicRecord
 
 Engine = Literal["disk", "memory", "null"]
+
+_log = logging.getLogger(__name__)
+
+
+class _FirstError:
+    """Run a step per log so that one log's disk error does not skip the others, then raise
+    the first error (the caller's scheduler logs it and retries)."""
+
+    def __init__(self) -> None:
+        self.error: OSError | None = None
+
+    def __enter__(self) -> _FirstError:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if exc_info[0] is None and self.error is not None:
+            raise self.error
+
+    @contextlib.contextmanager
+    def caught(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:
+            if self.error is None:
+                self.error = exc
+
 
 DEFAULT_RETENTION_CHECK_INTERVAL_MS: Final = 300_000  # log.retention.check.interval.ms
 
@@ -151,7 +180,7 @@ class PendingRollFlush:
 
     def fsync(self) -> None:
         if self.flush.fd is not None:
-            os.fsync(self.flush.fd)
+            disk_io.fsync(self.flush.fd)
 
     def close(self) -> None:
         if self.flush.fd is not None:
@@ -380,17 +409,35 @@ class LogManager:
         return topic
 
     def _add_logs(self, topic: Topic, total: int) -> None:
+        """Open partitions ``topic.partitions`` to ``total``: all of them or, on a disk error
+        (ENOSPC writing ``partition.metadata``, EMFILE), none, with their folders removed."""
         now = self.now_ms()
-        for partition in range(topic.partitions, total):
-            directory = self.partition_dir(topic.name, partition)
-            if directory is not None:
-                if directory.exists():  # a stray from a crash; no topic owns it
-                    self._delete_partition_dir(directory, (topic.name, partition))
-                directory.mkdir()
-                write_partition_metadata(directory, topic.topic_id)
-            topic.logs.append(
-                self._open_log(topic, partition, recovery_point=0, log_start_offset=0, now_ms=now)
-            )
+        before = topic.partitions
+        try:
+            for partition in range(before, total):
+                directory = self.partition_dir(topic.name, partition)
+                if directory is not None:
+                    if directory.exists():  # a stray from a crash; no topic owns it
+                        self._delete_partition_dir(directory, (topic.name, partition))
+                    directory.mkdir()
+                    write_partition_metadata(directory, topic.topic_id)
+                topic.logs.append(
+                    self._open_log(
+                        topic, partition, recovery_point=0, log_start_offset=0, now_ms=now
+                    )
+                )
+        except OSError as exc:
+            _log.warning("cannot create the logs of %s: %s", topic.name, disk_io.describe(exc))
+            for log in topic.logs[before:]:
+                with contextlib.suppress(OSError):
+                    log.close()
+            del topic.logs[before:]
+            for partition in range(before, total):
+                self._recovery_points.pop((topic.name, partition), None)
+                directory = self.partition_dir(topic.name, partition)
+                if directory is not None and directory.exists():
+                    shutil.rmtree(directory, ignore_errors=True)
+            raise
 
     def add_logs(self, name: str, total: int) -> Topic:
         """CreatePartitions: open the logs of the new partitions."""
@@ -415,7 +462,12 @@ class LogManager:
         del self._topics[name]
         del self._by_id[topic.topic_id]
         for partition, log in enumerate(topic.logs):
-            log.close()
+            try:
+                log.close()
+            except OSError:  # its files go now anyway; a full disk must not stop the deletion
+                close_handles = getattr(log, "close_handles", None)
+                if close_handles is not None:
+                    close_handles()
             self._recovery_points.pop((name, partition), None)
             directory = self.partition_dir(name, partition)
             if directory is not None and directory.exists():
@@ -429,10 +481,19 @@ class LogManager:
         return own if isinstance(own, int) else self._recovery_points.get(tp, 0)
 
     def flush(self) -> None:
-        for tp, log in self.logs():
-            end = log.log_end_offset
-            log.flush()
-            self._recovery_points[tp] = end
+        """Flush every log; one that fails does not stop the others (the first error is
+        raised after all were tried)."""
+        with _FirstError() as first:
+            for tp, log in self.logs():
+                end = log.log_end_offset
+                with first.caught():
+                    log.flush()
+                    self._recovery_points[tp] = end
+
+    @property
+    def offline_logs(self) -> list[TopicPartition]:
+        """Partitions whose log went offline after a failed fsync (until restart)."""
+        return [tp for tp, log in self.logs() if getattr(log, "offline_reason", None)]
 
     def take_roll_flushes(self) -> list[PendingRollFlush]:
         """Segments the disk logs rolled since the last call, each to be fsynced (off the event
@@ -453,12 +514,21 @@ class LogManager:
         if topic is not None and index < topic.partitions and topic.logs[index] is pending.log:
             pending.log.complete_roll_flush(pending.flush)  # type: ignore[attr-defined]
 
+    def roll_flush_failed(self, pending: PendingRollFlush, exc: OSError) -> None:
+        """A rolled segment's fsync failed: the log goes offline (see ``disk_io``), so its
+        recovery point never passes data that may not be on the disk."""
+        go_offline = getattr(pending.log, "go_offline", None)
+        if go_offline is not None:
+            go_offline(exc)
+
     def flush_due(self, now_ms: int) -> None:
         """Flush the logs whose ``flush.messages`` / ``flush.ms`` have come due."""
-        for _, log in self.logs():
-            maybe_flush = getattr(log, "maybe_flush", None)  # only the disk engine counts
-            if maybe_flush is not None:
-                maybe_flush(now_ms)
+        with _FirstError() as first:
+            for _, log in self.logs():
+                maybe_flush = getattr(log, "maybe_flush", None)  # only the disk engine counts
+                if maybe_flush is not None:
+                    with first.caught():
+                        maybe_flush(now_ms)
 
     def checkpoint(self, high_watermarks: Mapping[TopicPartition, int] | None = None) -> None:
         """Write recovery-point, log-start-offset and replication checkpoints; the high
@@ -482,8 +552,10 @@ class LogManager:
         """One pass of Kafka's retention check (scheduled every log.retention.check.interval.ms);
         returns how many segments were deleted."""
         deleted = 0
-        for _, log in self.logs():
-            deleted += log.apply_retention(now_ms)
+        with _FirstError() as first:
+            for _, log in self.logs():
+                with first.caught():
+                    deleted += log.apply_retention(now_ms)
         return deleted
 
     def shutdown(self, high_watermarks: Mapping[TopicPartition, int] | None = None) -> None:
@@ -491,13 +563,28 @@ class LogManager:
         since its presence tells the next start that recovery can be skipped."""
         if not self._started:
             return
-        self.flush()
-        self.checkpoint(high_watermarks)
+        # A disk error here must not keep the data dir locked or leave logs open; it only
+        # withholds the clean-shutdown marker, so the next start recovers the unflushed tails.
+        clean = True
+        try:
+            self.flush()
+        except OSError:
+            clean = False
+        try:
+            self.checkpoint(high_watermarks)
+        except OSError as exc:
+            _log.error("cannot write the checkpoints at shutdown: %s", disk_io.describe(exc))
+            clean = False
         for _, log in self.logs():
-            log.close()
+            try:
+                log.close()
+            except OSError:
+                clean = False
         if self.fd_pool is not None:
             self.fd_pool.close_all()
-        if self.data_dir is not None:
+        if self.offline_logs:
+            clean = False
+        if self.data_dir is not None and clean:
             write_clean_shutdown(self.data_dir)
         if self.data_dir is not None:
             unlock_data_dir(self.data_dir)

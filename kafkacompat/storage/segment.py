@@ -45,7 +45,9 @@ from kafkacompat.records.batch import (
     RecordBatch,
 )
 from kafkacompat.records.compression import CODECS
+from kafkacompat.storage import disk_io
 from kafkacompat.storage.base import DELETED_SUFFIX
+from kafkacompat.storage.disk_io import LogDirFailure
 from kafkacompat.storage.epoch import LeaderEpochCache
 from kafkacompat.storage.index import CorruptIndexError, OffsetIndex, TimeIndex
 
@@ -264,9 +266,15 @@ class LogSegment:
             self._load_tail()
         position = self.size
         view = blob
-        while view:  # regular files write fully unless the disk is full; loop to be sure
-            written = os.write(self.fd, view)
-            view = view[written:]
+        try:
+            while view:  # regular files write fully unless the disk is full; loop to be sure
+                written = disk_io.os_write(self.fd, view)
+                view = view[written:]
+        except OSError:
+            # Nothing below has moved yet: cutting the file back leaves the segment as it was.
+            if len(view) != len(blob):
+                self._cut_back(position)
+            raise
         # Kafka's LogSegment.append bookkeeping per batch, on locals: this runs for every append.
         max_timestamp = self._max_timestamp
         since_index = self._bytes_since_last_index_entry
@@ -517,6 +525,16 @@ class LogSegment:
         self.rolling_base_ms = first_max_timestamp
         return truncated
 
+    def _cut_back(self, size: int) -> None:
+        """Undo a partial append; if even that fails the file holds bytes this segment does not
+        know of, and a later O_APPEND write would land after them: the log must go offline."""
+        try:
+            os.ftruncate(self.fd, size)
+        except OSError as exc:
+            raise LogDirFailure(
+                exc.errno, f"cannot cut {self.log_path} back to {size} bytes: {exc.strerror}"
+            ) from exc
+
     def truncate_bytes(self, size: int) -> None:
         os.ftruncate(self.fd, size)
         self.size = size
@@ -524,10 +542,16 @@ class LogSegment:
 
     # -- durability and lifecycle ----------------------------------------------------------------
 
+    def flush_data(self) -> None:
+        """fsync the ``.log`` file alone (a failure is a :class:`LogDirFailure`)."""
+        if self.dirty:
+            disk_io.fsync(self.fd)
+            self.dirty = False
+
     def flush(self) -> None:
         """fsync the log, then persist and fsync the index entries (Kafka's LogSegment.flush)."""
         if self.dirty:
-            os.fsync(self.fd)
+            disk_io.fsync(self.fd)
             self.dirty = False
         self.offset_index.flush()
         self.time_index.flush()

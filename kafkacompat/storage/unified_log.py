@@ -35,6 +35,7 @@ from kafkacompat.records.batch import FIELD_PRODUCER_ID, NO_PRODUCER_ID
 from kafkacompat.storage.base import (
     NO_TIMESTAMP,
     AppendInfo,
+    KafkaStorageError,
     PartitionLog,
     ReadResult,
     TimestampOffset,
@@ -126,6 +127,8 @@ class UnifiedLog:
         """At clean shutdown: snapshot at the log end offset (nothing if never loaded: a state
         nobody loaded changed nothing, so its snapshot still holds)."""
         state = self._producer_state
+        if getattr(self.local, "offline_reason", None) is not None:
+            return False  # its log end may not survive the recovery the next start runs
         return state is not None and state.snapshot(self.local.log_end_offset) is not None
 
     # -- append ----------------------------------------------------------------------------------
@@ -152,6 +155,7 @@ class UnifiedLog:
         plan = state.analyze(fields for _, fields in validated.batches)
         duplicate = plan.duplicate
         if duplicate is not None:
+            self.check_online()  # the engine, which would refuse, is not asked
             # A retry of a batch already written: its original offsets, nothing appended.
             return AppendInfo(
                 duplicate.first_offset,
@@ -163,6 +167,13 @@ class UnifiedLog:
         info = self.local.append_validated(validated, leader_epoch=leader_epoch, now_ms=now_ms)
         state.complete_append(plan, info.base_offset, info.log_append_time)
         return info
+
+    def check_online(self) -> None:
+        """KAFKA_STORAGE_ERROR if the engine's log went offline after a failed fsync (only
+        the disk engine can); for answers that do not touch the log (a caught-up fetch)."""
+        reason = getattr(self.local, "offline_reason", None)
+        if reason is not None:
+            raise KafkaStorageError(f"the log of {self._where} is offline: {reason}")
 
     # -- reads -----------------------------------------------------------------------------------
 

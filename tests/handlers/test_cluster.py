@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,7 @@ def test_describe_cluster_reports_the_bound_port_and_rack(tmp_path: Path) -> Non
     with running_broker(tmp_path, broker_rack="r1") as broker:
         broker.bound = ("0.0.0.0", 40123)
         (only,) = call(broker, DescribeClusterRequest(), 1).brokers
-        assert (only.host, only.port, only.rack) == ("127.0.0.1", 40123, "r1")
+        assert (only.host, only.port, only.rack) == (socket.getfqdn(), 40123, "r1")
 
 
 def test_describe_cluster_endpoint_types(tmp_path: Path) -> None:

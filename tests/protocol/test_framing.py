@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from kafkacompat.protocol import APIS, ApiKey, request_class, response_class
 from kafkacompat.protocol.framing import (
+    GROWTH,
     SCRATCH_SIZE,
     FrameReader,
     FrameTooLargeError,
@@ -515,21 +516,76 @@ def test_frame_reader_zero_copy_with_trailing_data(trailing: bytes) -> None:
 
 def test_frame_reader_reads_a_large_frame_straight_into_its_own_buffer() -> None:
     body = bytes(range(256)) * 1024  # 256 KiB: larger than the scratch buffer
+    wire = _frame(body)
     reader = FrameReader()
     first = reader.get_buffer()
-    first[:1000] = _frame(body)[:1000]
+    first[:1000] = wire[:1000]
     reader.buffer_updated(1000)
     assert reader.next_frame() is None
+    # The start waits in the scratch buffer: no memory of its own yet.
+    assert reader.allocated == SCRATCH_SIZE
     rest = reader.get_buffer()
-    # The rest of the body goes straight to the frame's own buffer, not through the scratch.
-    assert len(rest) == len(body) - 996
-    assert reader.allocated == SCRATCH_SIZE + len(body)
-    rest[:] = body[996:]
+    assert len(rest) == SCRATCH_SIZE - 1000
+    rest[:] = wire[1000:SCRATCH_SIZE]
+    reader.buffer_updated(len(rest))
+    # Full: the frame has its own buffer now, GROWTH times the scratch buffer (here the
+    # whole frame), and the rest of the body goes straight into it.
+    assert reader.allocated == SCRATCH_SIZE + min(len(body), GROWTH * SCRATCH_SIZE)
+    rest = reader.get_buffer()
+    assert len(rest) == len(body) - (SCRATCH_SIZE - 4)
+    rest[:] = wire[SCRATCH_SIZE:]
     reader.buffer_updated(len(rest))
     frame = reader.next_frame()
     assert frame == body and isinstance(frame, bytearray)
     assert rest.obj is frame  # the very buffer the loop read into: no copy after the read
     assert reader.allocated == SCRATCH_SIZE
+
+
+def test_frame_reader_claimed_size_costs_nothing_until_sent() -> None:
+    # A client claims 100 MiB and sends 18 bytes: it costs those bytes, in the scratch buffer.
+    reader = FrameReader()
+    reader.feed(INT32.pack(100 << 20) + b"x" * 14)
+    assert reader.next_frame() is None and reader.error is None
+    assert reader.buffered == 18
+    assert reader.allocated == SCRATCH_SIZE
+
+
+@pytest.mark.parametrize("chunk", [4096, 65536, 1 << 30], ids=["4k", "64k", "whole"])
+def test_frame_reader_memory_follows_bytes_received(chunk: int) -> None:
+    body = bytes(range(256)) * (16 << 10)  # 4 MiB
+    wire = _frame(body)
+    reader = FrameReader()
+    pos, peak_ratio = 0, 0.0
+    while pos < len(wire):
+        target = reader.get_buffer()
+        n = min(len(target), chunk, len(wire) - pos)
+        target[:n] = wire[pos : pos + n]
+        reader.buffer_updated(n)
+        pos += n
+        if pos < len(wire):
+            assert reader.next_frame() is None
+            own = reader.allocated - SCRATCH_SIZE
+            # Never more than GROWTH times what arrived (and nothing before the scratch fills).
+            assert own <= GROWTH * pos
+            peak_ratio = max(peak_ratio, own / pos)
+    assert reader.next_frame() == body
+    assert peak_ratio > 1  # it did allocate ahead of the bytes, within the bound
+    assert reader.allocated == SCRATCH_SIZE
+
+
+@pytest.mark.parametrize("size", [SCRATCH_SIZE - 3, SCRATCH_SIZE * GROWTH, SCRATCH_SIZE * 100 + 7])
+def test_frame_reader_large_frame_byte_by_byte(size: int) -> None:
+    body = bytes(i % 251 for i in range(size))
+    wire = _frame(body) + _frame(b"after")
+    reader = FrameReader()
+    cut = max(0, len(wire) - 3 * 4096)
+    for i in range(0, cut, 4096):
+        reader.feed(wire[i : min(i + 4096, cut)])
+    # The rest a byte at a time: through the last growth step, the frame's end, the next prefix.
+    for i in range(cut, len(wire)):
+        reader.feed(wire[i : i + 1])
+    assert _drain(reader) == [body, b"after"]
+    assert reader.buffered == 0
 
 
 def test_frames_are_writable() -> None:

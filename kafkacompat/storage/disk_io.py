@@ -1,0 +1,48 @@
+"""The storage's system calls whose failure means the disk is full or failing, and what each
+failure means for a log (Kafka's ``LogDirFailureChannel`` decisions, per partition).
+
+Two kinds of failure, told apart because only one can be retried:
+
+* A *write* that fails (ENOSPC, EDQUOT, EIO on write) leaves the file with bytes the caller
+  cuts back off (``ftruncate`` to the size before the write): nothing changed, and the same
+  write may succeed once space is freed. The caller answers ``KAFKA_STORAGE_ERROR``.
+* An *fsync* that fails cannot be retried: Linux may drop the dirty pages it could not write
+  and report success on the next fsync, so nothing that fsync covered may ever be called
+  durable. :func:`fsync` raises :class:`LogDirFailure` and the log goes offline until restart;
+  recovery then revalidates everything above the recovery point.
+
+``os_write`` and ``os_fsync`` are the seams tests replace (``monkeypatch.setattr(disk_io,
+"os_write", ...)``) to inject errors at the call without touching the rest of the process;
+the append path looks ``os_write`` up as it would ``os.write``, so the seam costs nothing.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable
+
+os_write: Callable[[int, memoryview | bytes], int] = os.write
+os_fsync: Callable[[int], None] = os.fsync
+
+
+class LogDirFailure(OSError):
+    """A failure after which a log's bytes on disk cannot be trusted to match what it holds in
+    memory (a failed fsync, a partial write that could not be cut back): the log goes offline
+    until the broker restarts and recovers it."""
+
+
+def fsync(fd: int) -> None:
+    """``os.fsync``; a failure is a :class:`LogDirFailure`."""
+    try:
+        os_fsync(fd)
+    except OSError as exc:
+        raise LogDirFailure(exc.errno, f"fsync failed: {exc.strerror}") from exc
+
+
+def describe(exc: BaseException) -> str:
+    """A short reason for logs and error messages: the errno's name and text."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        name = errno.errorcode.get(exc.errno, str(exc.errno))
+        return f"{name} ({exc.strerror})"
+    return str(exc) or type(exc).__name__
