@@ -626,11 +626,13 @@ class Server:
             await asyncio.get_running_loop().connect_accepted_socket(factory, conn)
         except BaseException as exc:
             if made:
+                # The transport was made: it closed the socket (closing it here again could
+                # close a descriptor number reused meanwhile).
                 self.release(made[0])
             else:
                 self.quotas.dec(*quota)
                 self._slot_freed()
-            conn.close()
+                conn.close()
             if not isinstance(exc, OSError):
                 raise
             log.debug("connection on listener %s lost before it was set up: %s", *quota[:1], exc)
