@@ -77,16 +77,25 @@ def test_sigkill_under_load_keeps_every_acknowledged_record(
     sent = 0
     deadline = time.monotonic() + CLIENT_TIMEOUT_S
     while len(acknowledged) < 2000 and time.monotonic() < deadline:
-        producer.produce(
-            topic, value=f"record {sent:06d}".encode(), partition=0, on_delivery=delivered
-        )
+        try:
+            producer.produce(
+                topic, value=f"record {sent:06d}".encode(), partition=0, on_delivery=delivered
+            )
+        except BufferError:
+            # The client's queue is full (a slow, shared machine): wait for acknowledgements
+            # as an application would, instead of failing the test on the client's limit.
+            producer.poll(0.05)
+            continue
         sent += 1
         producer.poll(0)
     assert len(acknowledged) >= 2000, f"only {len(acknowledged)} acknowledged in time"
     for _ in range(500):  # more in flight while the broker dies
-        producer.produce(
-            topic, value=f"record {sent:06d}".encode(), partition=0, on_delivery=delivered
-        )
+        try:
+            producer.produce(
+                topic, value=f"record {sent:06d}".encode(), partition=0, on_delivery=delivered
+            )
+        except BufferError:
+            break  # the client's queue is full: plenty are in flight already
         sent += 1
     producer.poll(0)
     broker.kill()
