@@ -5,8 +5,10 @@ and write flow control under tiny limits."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import struct
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -433,5 +435,32 @@ def test_each_connection_carries_its_listener_and_a_kafka_connection_id(
                 assert session.connection_id.startswith(prefix), session.connection_id
                 indexes.append(int(session.connection_id.removeprefix(prefix)))
             assert len(set(indexes)) == 3 and indexes == sorted(indexes)
+
+    run(scenario())
+
+
+def test_a_closed_connection_is_freed_without_the_cyclic_collector(
+    run: Callable[[Awaitable[None]], None],
+) -> None:
+    # The soak run found every closed connection waiting for gc with its 64 KiB read buffer.
+    async def scenario() -> None:
+        async with running_server() as server:
+            conn = await Conn.open(server)
+            assert (await conn.request(api_versions_request(), 3)).error_code == 0
+            await until(lambda: len(server.connections) == 1, "the connection to be counted")
+            (connection,) = server.connections
+            alive = weakref.ref(connection)
+            del connection
+            gc.disable()
+            try:
+                conn.close()
+                await until(lambda: not server.connections, "the connection to close")
+                for _ in range(20):  # the transport lets go a loop turn or two later
+                    if alive() is None:
+                        break
+                    await asyncio.sleep(0.01)
+                assert alive() is None, gc.get_referrers(alive())
+            finally:
+                gc.enable()
 
     run(scenario())
