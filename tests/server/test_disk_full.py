@@ -113,3 +113,50 @@ def test_a_full_disk_answers_storage_errors_and_recovers_when_space_is_freed(
             assert all_values(client, "other") == [b"kept"]
     finally:
         restarted.close()
+
+
+def test_a_real_producer_waits_out_a_full_disk_and_loses_nothing(small_fs: Path) -> None:
+    """What an application sees: librdkafka retries KAFKA_STORAGE_ERROR (retriable), so a full
+    disk is a stall, not a failure; once space is freed every record is delivered once, in
+    order (the idempotent producer's retries find the producer state as it was)."""
+    confluent_kafka = pytest.importorskip("confluent_kafka")
+    broker = BrokerProcess(small_fs, storage="disk").start()
+    try:
+        with Client(broker.address) as client:
+            create_topic(client, "stall")
+        filler = small_fs / "filler"
+        filler.write_bytes(b"\0" * (shutil.disk_usage(small_fs).free - (1 << 20)))
+        bootstrap = f"{broker.address[0]}:{broker.address[1]}"
+        producer = confluent_kafka.Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "enable.idempotence": True,
+                "linger.ms": 5,
+                "message.timeout.ms": 60_000,
+                "retry.backoff.ms": 100,
+            }
+        )
+        errors: list[object] = []
+        delivered: list[bytes] = []
+
+        def on_delivery(error: object, message: object) -> None:
+            if error is not None:
+                errors.append(error)
+            else:
+                delivered.append(message.value())  # type: ignore[attr-defined]
+
+        sent = [b"%05d" % i + os.urandom(16 << 10) for i in range(160)]  # 2.5 MiB, 1 MiB free
+        for value in sent:
+            producer.produce("stall", value=value, partition=0, on_delivery=on_delivery)
+            producer.poll(0)
+        broker.wait_for_log(r"cannot append to .*stall-0", what="the disk to fill")
+        producer.poll(1.0)
+        assert len(delivered) < len(sent) and not errors  # stalled, not failed
+        filler.unlink()
+        assert producer.flush(40) == 0, "records still undelivered after space was freed"
+        assert errors == []
+        assert delivered == sent
+        with Client(broker.address) as client:
+            assert all_values(client, "stall") == sent
+    finally:
+        broker.close()
