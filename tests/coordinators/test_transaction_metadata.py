@@ -9,6 +9,7 @@ from kafkacompat.coordinators.transaction_metadata import (
     IllegalTransactionStateError,
     TransactionMetadata,
     TransactionState,
+    TxnTransitMetadata,
     is_epoch_exhausted,
 )
 from kafkacompat.records.batch import NO_PRODUCER_EPOCH, NO_PRODUCER_ID
@@ -56,9 +57,12 @@ def test_every_transition_is_allowed_exactly_from_its_previous_states(
     current: TransactionState, target: TransactionState
 ) -> None:
     metadata = TransactionMetadata("t", producer_id=1, producer_epoch=0, state=current)
-    prepare = lambda: metadata.prepare_transition_to(  # noqa: E731
-        target, 1, 0, NO_PRODUCER_EPOCH, 1000, frozenset(), -1, 5
-    )
+
+    def prepare() -> TxnTransitMetadata:
+        return metadata.prepare_transition_to(
+            target, 1, 0, NO_PRODUCER_EPOCH, 1000, frozenset(), -1, 5
+        )
+
     if current in EXPECTED_PREVIOUS[target]:
         transit = prepare()
         assert transit.txn_state is target
