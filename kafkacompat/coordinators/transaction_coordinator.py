@@ -107,6 +107,31 @@ class InitProducerIdResult(NamedTuple):
     error_code: ErrorCode
 
 
+class DescribedTransaction(NamedTuple):
+    """One entry of DescribeTransactions (topics: each topic with its partitions, sorted)."""
+
+    transactional_id: str
+    error_code: ErrorCode
+    transaction_state: str = ""
+    transaction_timeout_ms: int = 0
+    transaction_start_time_ms: int = -1
+    producer_id: int = NO_PRODUCER_ID
+    producer_epoch: int = NO_PRODUCER_EPOCH
+    topics: tuple[tuple[str, tuple[int, ...]], ...] = ()
+
+
+class ListedTransaction(NamedTuple):
+    transactional_id: str
+    producer_id: int
+    transaction_state: str
+
+
+class ListTransactionsResult(NamedTuple):
+    error_code: ErrorCode
+    unknown_state_filters: list[str]
+    transaction_states: list[ListedTransaction]
+
+
 class EndTxnResult(NamedTuple):
     """EndTxn's error, and (v5+, TV2) the producer id and epoch to continue with."""
 
@@ -136,6 +161,20 @@ class TransactionCoordinator:
         self._marker_retry_backoff_s = marker_retry_backoff_ms / 1000
         # Strong references: the event loop keeps only weak ones to its tasks.
         self._marker_tasks: set[asyncio.Task[None]] = set()
+        # Kafka's isActive: the admin APIs answer COORDINATOR_NOT_AVAILABLE outside it.
+        self.is_active = False
+
+    def startup(self) -> None:
+        self.is_active = True
+
+    async def shutdown(self) -> None:
+        """Stop answering admin requests and drop the completions still in flight: their
+        Prepare records are in the log, so the next election finishes them."""
+        self.is_active = False
+        tasks = list(self._marker_tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _generate_producer_id(self) -> int | ErrorCode:
         try:
@@ -632,6 +671,67 @@ class TransactionCoordinator:
 
     def on_resignation(self, partition: int, coordinator_epoch: int | None = None) -> None:
         self.txn_manager.remove_transactions_for_partition(partition, coordinator_epoch)
+
+    # -- admin --------------------------------------------------------------------------------
+
+    def handle_describe_transactions(self, transactional_id: str) -> DescribedTransaction:
+        if not self.is_active:
+            return DescribedTransaction(transactional_id, ErrorCode.COORDINATOR_NOT_AVAILABLE)
+        if transactional_id == "":
+            return DescribedTransaction(transactional_id, ErrorCode.INVALID_REQUEST)
+        found = self.txn_manager.get_transaction_state(transactional_id)
+        if isinstance(found, ErrorCode):
+            return DescribedTransaction(transactional_id, found)
+        # A Dead id is being expired: as good as gone.
+        if found is None or found.transaction_metadata.state == _S.DEAD:
+            return DescribedTransaction(transactional_id, ErrorCode.TRANSACTIONAL_ID_NOT_FOUND)
+        metadata = found.transaction_metadata
+        topics: dict[str, list[int]] = {}
+        for topic, partition in sorted(metadata.topic_partitions):
+            topics.setdefault(topic, []).append(partition)
+        return DescribedTransaction(
+            transactional_id,
+            ErrorCode.NONE,
+            metadata.state.state_name,
+            metadata.txn_timeout_ms,
+            metadata.txn_start_timestamp,
+            metadata.producer_id,
+            metadata.producer_epoch,
+            tuple((topic, tuple(partitions)) for topic, partitions in topics.items()),
+        )
+
+    def handle_list_transactions(
+        self,
+        filtered_producer_ids: Iterable[int] = (),
+        filtered_states: Iterable[str] = (),
+        filtered_duration_ms: int = -1,
+    ) -> ListTransactionsResult:
+        """ListTransactions: ids by state name, producer id and (KIP-994) open for longer than
+        ``filtered_duration_ms``; state names Kafka does not know come back as unknown."""
+        if not self.is_active:
+            return ListTransactionsResult(ErrorCode.COORDINATOR_NOT_AVAILABLE, [], [])
+        if self.txn_manager.is_loading():
+            return ListTransactionsResult(ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, [], [])
+        producer_ids = set(filtered_producer_ids)
+        state_names = list(filtered_states)
+        states: set[TransactionState] = set()
+        unknown: list[str] = []
+        for name in state_names:
+            state = TransactionState.from_name(name)
+            if state is None:
+                unknown.append(name)
+            else:
+                states.add(state)
+        now = self._time_ms()
+        listed = [
+            ListedTransaction(m.transactional_id, m.producer_id, m.state.state_name)
+            for m in self.txn_manager.all_transactions()
+            if m.state != _S.DEAD
+            and (not producer_ids or m.producer_id in producer_ids)
+            and (not state_names or m.state in states)
+            and (filtered_duration_ms < 0 or now - m.txn_start_timestamp > filtered_duration_ms)
+        ]
+        return ListTransactionsResult(ErrorCode.NONE, unknown, listed)
 
     # -- background work ----------------------------------------------------------------------
 

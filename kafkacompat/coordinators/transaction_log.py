@@ -176,3 +176,20 @@ def load_transactions_steps(
     can load on its event loop while it serves (COORDINATOR_LOAD_IN_PROGRESS meanwhile)."""
     latest, _ = yield from latest_records_steps(source, partition)
     return replay(latest)
+
+
+DEFAULT_SEGMENT_BYTES: Final = 104_857_600  # transaction.state.log.segment.bytes
+
+
+def transaction_topic_configs(
+    min_insync_replicas: int, segment_bytes: int = DEFAULT_SEGMENT_BYTES
+) -> dict[str, str]:
+    """The topic configs ``__transaction_state`` is created with, as Kafka enforces them:
+    compacted (the latest record per id is the state), uncompressed, no unclean election."""
+    return {
+        "unclean.leader.election.enable": "false",
+        "compression.type": "uncompressed",
+        "cleanup.policy": "compact",
+        "min.insync.replicas": str(min_insync_replicas),
+        "segment.bytes": str(segment_bytes),
+    }

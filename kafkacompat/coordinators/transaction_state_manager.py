@@ -148,6 +148,9 @@ class TransactionStateManager:
         ):
             del self._cache[partition]
 
+    def is_loading(self) -> bool:
+        return bool(self._loading)
+
     def owned_partitions(self) -> dict[int, int]:
         return {p: e.coordinator_epoch for p, e in self._cache.items()}
 

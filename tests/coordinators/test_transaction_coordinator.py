@@ -11,8 +11,10 @@ import pytest
 
 from kafkacompat.coordinators.producer_ids import ProducerIdManager
 from kafkacompat.coordinators.transaction_coordinator import (
+    DescribedTransaction,
     EndTxnResult,
     InitProducerIdResult,
+    ListTransactionsResult,
     TransactionCoordinator,
     TransactionResult,
 )
@@ -696,3 +698,86 @@ def test_election_finishes_transactions_left_prepared() -> None:
         assert h.metadata("o").state is S.ONGOING
 
     run_raw(body())
+
+
+# -- admin ------------------------------------------------------------------------------------
+
+
+def test_describe_transactions() -> None:
+    async def body(h: Harness) -> None:
+        describe = h.coordinator.handle_describe_transactions
+        assert describe("t").error_code == E.COORDINATOR_NOT_AVAILABLE
+        h.coordinator.startup()
+        assert describe("").error_code == E.INVALID_REQUEST
+        assert describe("t").error_code == E.TRANSACTIONAL_ID_NOT_FOUND
+        await h.init("t", 30_000)
+        await h.add(0, 0, ("b", 1), ("a", 3), ("a", 0))
+        assert describe("t") == DescribedTransaction(
+            "t", E.NONE, "Ongoing", 30_000, 1_000, 0, 0, (("a", (0, 3)), ("b", (1,)))
+        )
+        h.metadata().state = S.DEAD
+        assert describe("t").error_code == E.TRANSACTIONAL_ID_NOT_FOUND
+        await h.coordinator.shutdown()
+        assert describe("t").error_code == E.COORDINATOR_NOT_AVAILABLE
+
+    run(body)
+
+
+def test_list_transactions_filters() -> None:
+    async def body(h: Harness) -> None:
+        listing = h.coordinator.handle_list_transactions
+        assert listing().error_code == E.COORDINATOR_NOT_AVAILABLE
+        h.coordinator.startup()
+        await h.init("empty")  # producer id 0
+        await h.init("open")  # producer id 1
+        await h.add(1, 0, ("a", 0), tid="open")
+        h.clock.now += 500
+
+        def ids(result: ListTransactionsResult) -> set[str]:
+            assert result.error_code == E.NONE
+            return {t.transactional_id for t in result.transaction_states}
+
+        assert ids(listing()) == {"empty", "open"}
+        assert ids(listing(filtered_states=["Ongoing"])) == {"open"}
+        assert ids(listing(filtered_producer_ids=[0])) == {"empty"}
+        # Open for longer than the duration: strictly more than 499 ms, not 500 ms.
+        assert ids(listing(filtered_states=["Ongoing"], filtered_duration_ms=499)) == {"open"}
+        assert ids(listing(filtered_states=["Ongoing"], filtered_duration_ms=500)) == set()
+        unknown = listing(filtered_states=["Ongoing", "Bogus"])
+        assert unknown.unknown_state_filters == ["Bogus"] and ids(unknown) == {"open"}
+        only_unknown = listing(filtered_states=["Bogus"])
+        assert ids(only_unknown) == set()
+        assert listing().transaction_states[0].transaction_state in {"Empty", "Ongoing"}
+        h.manager.add_loading_partition(0, 9)
+        assert listing().error_code == E.COORDINATOR_LOAD_IN_PROGRESS
+
+    run(body)
+
+
+def test_fencing_at_the_last_epoch_then_rotates() -> None:
+    async def body(h: Harness) -> None:
+        await h.init()
+        h.metadata().producer_epoch = MAX_PRODUCER_EPOCH - 1
+        await h.add(0, MAX_PRODUCER_EPOCH - 1, ("a", 0))
+        assert (await h.init()).error_code == E.CONCURRENT_TRANSACTIONS
+        await h.settle()
+        assert h.markers.calls[-1][:2] == (0, MAX_PRODUCER_EPOCH)  # the fence used the last one
+        retry = await h.init()
+        assert retry.error_code == E.NONE
+        assert retry.producer_id != 0 and retry.producer_epoch == 0
+
+    run(body)
+
+
+def test_shutdown_cancels_completions_in_flight() -> None:
+    async def body(h: Harness) -> None:
+        h.coordinator.startup()
+        await h.init()
+        await h.add(0, 0, ("a", 0))
+        h.markers.gate = asyncio.Event()
+        await h.end(0, 0, COMMIT)
+        await asyncio.wait_for(h.coordinator.shutdown(), TIMEOUT_S)
+        await h.settle()
+        assert h.log.states("t")[-1] is S.PREPARE_COMMIT
+
+    run(body)

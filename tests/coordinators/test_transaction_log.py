@@ -13,6 +13,7 @@ from kafkacompat.coordinators.transaction_log import (
     read_txn_record_value,
     replay,
     tombstone,
+    transaction_topic_configs,
     transit_record,
     value_to_bytes,
 )
@@ -161,3 +162,13 @@ def test_load_reads_a_partition_in_log_order() -> None:
     loaded = drain(load_transactions_steps(log, 0))
     assert set(loaded) == {"x"}
     assert loaded["x"].state is S.PREPARE_ABORT
+
+
+def test_topic_configs_are_kafkas() -> None:
+    assert transaction_topic_configs(2) == {
+        "unclean.leader.election.enable": "false",
+        "compression.type": "uncompressed",
+        "cleanup.policy": "compact",
+        "min.insync.replicas": "2",
+        "segment.bytes": "104857600",
+    }
