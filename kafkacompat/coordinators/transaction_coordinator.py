@@ -316,7 +316,12 @@ class TransactionCoordinator:
             return ErrorCode.CONCURRENT_TRANSACTIONS
         if metadata.state == _S.ONGOING and wanted <= metadata.topic_partitions:
             return ErrorCode.NONE  # nothing new to persist
-        transit = metadata.prepare_add_partitions(wanted, self._time_ms())
+        try:
+            transit = metadata.prepare_add_partitions(wanted, self._time_ms())
+        except ValueError:
+            # Epoch -1 of an id whose first InitProducerId never persisted: Kafka's request
+            # handler turns the IllegalArgumentException into UNKNOWN_SERVER_ERROR.
+            return ErrorCode.UNKNOWN_SERVER_ERROR
         return await self.txn_manager.append_transaction_to_log(
             transactional_id, coordinator_epoch, transit
         )

@@ -4,10 +4,13 @@ clock: each request path and error code as Kafka's TransactionCoordinator answer
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kafkacompat.coordinators.producer_ids import ProducerIdManager
 from kafkacompat.coordinators.transaction_coordinator import (
@@ -22,6 +25,7 @@ from kafkacompat.coordinators.transaction_log import (
     Record,
     read_txn_record_key,
     read_txn_record_value,
+    replay,
 )
 from kafkacompat.coordinators.transaction_metadata import (
     MAX_PRODUCER_EPOCH,
@@ -779,5 +783,81 @@ def test_shutdown_cancels_completions_in_flight() -> None:
         await asyncio.wait_for(h.coordinator.shutdown(), TIMEOUT_S)
         await h.settle()
         assert h.log.states("t")[-1] is S.PREPARE_COMMIT
+
+    run(body)
+
+
+# -- the log and the cache agree --------------------------------------------------------------
+
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("init"), st.sampled_from(["x", "y"]), st.booleans()),
+        st.tuples(st.just("add"), st.sampled_from(["x", "y"]), st.integers(0, 2)),
+        st.tuples(st.just("end"), st.sampled_from(["x", "y"]), st.booleans()),
+        st.tuples(st.just("fail_next_append"), st.just(""), st.booleans()),
+        st.tuples(st.just("tick"), st.just(""), st.booleans()),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(ops=_OPS)
+def test_after_any_requests_the_log_replays_to_the_cache(
+    ops: list[tuple[str, str, Any]],
+) -> None:
+    async def body(h: Harness) -> None:
+        for op, tid, arg in ops:
+            found = h.manager.get_transaction_state(tid) if tid else None
+            current = None if not isinstance(found, tuple) else found.transaction_metadata
+            pid = -1 if current is None else current.producer_id
+            epoch = -1 if current is None else current.producer_epoch
+            if op == "init":
+                await h.init(tid, 1_000, (pid, epoch) if arg and current else None)
+            elif op == "add":
+                await h.add(pid, epoch, ("p", arg), tid=tid)
+            elif op == "end":
+                await h.end(pid, epoch, COMMIT if arg else ABORT, tid=tid)
+            elif op == "fail_next_append":
+                h.log.errors.append(E.NOT_ENOUGH_REPLICAS if arg else E.NOT_LEADER_OR_FOLLOWER)
+            else:
+                h.clock.now += 600
+                await h.coordinator.abort_timed_out_transactions()
+            if arg:
+                await h.settle()
+        h.log.errors.clear()
+        await h.settle()
+        # Timed-out aborts may still be pending a retry: finish them, then compare.
+        await h.coordinator.abort_timed_out_transactions()
+        await h.settle()
+        latest: dict[bytes, bytes | None] = {}
+        for _, _, (key, value) in h.log.written:
+            latest[key] = value
+        replayed = replay(latest)
+        for tid in ("x", "y"):
+            found = h.manager.get_transaction_state(tid)
+            if found is None:
+                assert tid not in replayed
+                continue
+            assert isinstance(found, tuple)
+            cached = found.transaction_metadata
+            if cached.producer_epoch == -1 and tid not in replayed:
+                continue  # created, but its first append failed
+            assert cached.pending_state is None
+            assert tid in replayed, tid
+            log = replayed[tid]
+            assert (log.state, log.producer_id, log.topic_partitions, log.txn_timeout_ms) == (
+                cached.state,
+                cached.producer_id,
+                cached.topic_partitions,
+                cached.txn_timeout_ms,
+            )
+            if not cached.has_failed_epoch_fence:
+                assert log.producer_epoch == cached.producer_epoch
+        # Every id's records follow Kafka's state graph.
+        for tid in ("x", "y"):
+            states = [s for s in h.log.states(tid) if s is not None]
+            for before, after in itertools.pairwise(states):
+                assert before in after.valid_previous_states, (before, after)
 
     run(body)
