@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kafkacompat.coordinators.group_loader import drain
 from kafkacompat.coordinators.producer_ids import ProducerIdManager
 from kafkacompat.coordinators.transaction_coordinator import (
     DescribedTransaction,
@@ -23,6 +24,7 @@ from kafkacompat.coordinators.transaction_coordinator import (
 )
 from kafkacompat.coordinators.transaction_log import (
     Record,
+    load_transactions_steps,
     read_txn_record_key,
     read_txn_record_value,
     replay,
@@ -38,6 +40,7 @@ from kafkacompat.coordinators.transaction_state_manager import (
     TransactionStateManagerConfig,
 )
 from kafkacompat.errors import ErrorCode
+from kafkacompat.records import RecordBatchBuilder
 
 S = TransactionState
 E = ErrorCode
@@ -861,3 +864,43 @@ def test_after_any_requests_the_log_replays_to_the_cache(
                 assert before in after.valid_previous_states, (before, after)
 
     run(body)
+
+
+def test_a_restart_mid_commit_replays_the_log_and_finishes_the_commit() -> None:
+    async def body() -> None:
+        before = Harness(num_partitions=1)
+        before.own_all()
+        await before.init()
+        await before.init("idle")
+        await before.add(0, 0, ("a", 0), ("a", 1))
+        before.markers.gate = asyncio.Event()  # the broker dies before any marker is written
+        await before.end(0, 0, COMMIT)
+        await before.coordinator.shutdown()
+
+        builder = RecordBatchBuilder()
+        for _, _, (key, value) in before.log.written:
+            builder.append(value, key=key, timestamp=1)
+        blob = builder.build()
+
+        class OnePartition:
+            def log_start_offset(self, partition: int) -> int:
+                return 0
+
+            def read(self, partition: int, offset: int, max_bytes: int) -> tuple[bytes, int]:
+                return (blob, len(before.log.written)) if offset == 0 else (b"", 0)
+
+        after = Harness(num_partitions=1)
+        after.manager.add_loading_partition(0, 1)
+        assert (await after.init()).error_code == E.COORDINATOR_LOAD_IN_PROGRESS
+        loaded = drain(load_transactions_steps(OnePartition(), 0))
+        assert after.coordinator.on_election(0, 1, loaded)
+        await after.settle()
+        assert after.markers.calls == [(0, 0, 1, COMMIT, frozenset({("a", 0), ("a", 1)}))]
+        assert after.log.states("t") == [S.COMPLETE_COMMIT]
+        assert after.metadata().state is S.COMPLETE_COMMIT
+        assert after.metadata("idle").state is S.EMPTY
+        # The producer carries on where it was.
+        assert await after.end(0, 0, COMMIT) == EndTxnResult(E.NONE, 0, 0)
+        assert await after.init() == InitProducerIdResult(0, 1, E.NONE)
+
+    run_raw(body())
