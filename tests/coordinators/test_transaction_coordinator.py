@@ -904,3 +904,24 @@ def test_a_restart_mid_commit_replays_the_log_and_finishes_the_commit() -> None:
         assert await after.init() == InitProducerIdResult(0, 1, E.NONE)
 
     run_raw(body())
+
+
+def test_transaction_version_2_epoch_overflow_moves_to_a_new_producer_id() -> None:
+    async def body(h: Harness) -> None:
+        await h.init()
+        last = MAX_PRODUCER_EPOCH - 1
+        h.metadata().producer_epoch = last
+        await h.add(0, last, ("a", 0))
+        assert (await h.end(0, last, COMMIT, tv=2)).error_code == E.NONE
+        assert h.log.last("t").next_producer_id == 1  # chosen before the markers
+        await h.settle()
+        assert h.markers.calls == [(0, MAX_PRODUCER_EPOCH, 0, COMMIT, frozenset({("a", 0)}))]
+        metadata = h.metadata()
+        assert (metadata.producer_id, metadata.producer_epoch) == (1, 0)
+        assert metadata.previous_producer_id == 0
+        # The retry of the overflowing end, with the old id and epoch, is recognised.
+        assert await h.end(0, last, COMMIT, tv=2) == EndTxnResult(E.NONE, 1, 0)
+        assert await h.add(1, 0, ("a", 0)) == E.NONE
+
+    # Clients use TV2 only when the cluster finalised it; its log records are version 1.
+    run(body, transaction_version_level=2)
