@@ -102,7 +102,10 @@ class UnifiedLog:
                 self.directory,
                 producer_id_expiration_ms=self._producer_id_expiration_ms,
             )
-            state.load(self.local, now_ms)
+            try:
+                state.load(self.local, now_ms)
+            except OSError as exc:  # the log tail it replays could not be read
+                raise self._read_failed(exc) from exc
             self._producer_state = state
         return state
 

@@ -28,7 +28,10 @@ from kafkacompat.protocol.messages.offset_for_leader_epoch_request import (
     OffsetForLeaderTopic,
 )
 from kafkacompat.records.batch import iter_batches
+from kafkacompat.storage.config import LogConfig
 from kafkacompat.storage.data_dir import CLEAN_SHUTDOWN_FILE
+from kafkacompat.storage.log import Log
+from kafkacompat.storage.unified_log import UnifiedLog
 from tests.coordinators.helpers import batch_bytes
 from tests.handlers.helpers import call, running_broker
 from tests.server.helpers import (
@@ -117,6 +120,21 @@ def test_list_offsets_by_time_on_a_failing_read_answers_storage_error(
             sick.fetch_offset_for_timestamp(0, HW)  # decodes the batch found: a read
         assert failed.value.error_code == E.KAFKA_STORAGE_ERROR
         assert broker.logs.offline_logs == [("sick", 0)]
+
+
+def test_a_failing_read_while_loading_producer_state_refuses_the_produce(
+    tmp_path: Path, faults: DiskFaults
+) -> None:
+    config = LogConfig.from_props({})
+    local = Log(str(tmp_path / "sick-0"), config, now_ms=NOW)
+    local.append(bytearray(batch_bytes(count=2)), leader_epoch=0, now_ms=NOW)  # no snapshot
+    log = UnifiedLog(("sick", 0), local, config, directory=tmp_path / "sick-0")
+    with faults.failing_reads(_sick), pytest.raises(KafkaProtocolError) as refused:
+        log.append_as_leader(bytearray(batch_bytes(7, 0, 0)), leader_epoch=0, now_ms=NOW)
+    assert refused.value.error_code == E.KAFKA_STORAGE_ERROR
+    assert faults.reads_refused >= 1 and log.offline
+    assert local.log_end_offset == 2
+    local.close()
 
 
 def test_metadata_and_offset_for_leader_epoch_of_an_offline_partition(
