@@ -116,6 +116,8 @@ class Partition:
         return False
 
     def check_leader_epoch(self, current_leader_epoch: int) -> ErrorCode:
+        if self.log.offline:  # before the epoch, as Kafka's getPartitionOrException
+            return ErrorCode.KAFKA_STORAGE_ERROR
         if current_leader_epoch == NO_EPOCH or current_leader_epoch == self.leader_epoch:
             return ErrorCode.NONE
         if current_leader_epoch > self.leader_epoch:

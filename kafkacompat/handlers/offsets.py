@@ -65,8 +65,6 @@ async def list_offsets(ctx: RequestContext, request: ListOffsetsRequest) -> List
                 answer.error_code = ErrorCode.TOPIC_AUTHORIZATION_FAILED
             elif partition is None:
                 answer.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-            elif partition.is_offline:  # before the epoch, as Kafka's getPartitionOrError
-                answer.error_code = ErrorCode.KAFKA_STORAGE_ERROR
             else:
                 answer.error_code = partition.check_leader_epoch(requested.current_leader_epoch)
                 if answer.error_code == ErrorCode.NONE:
@@ -101,8 +99,6 @@ async def offset_for_leader_epoch(
                 answer.error_code = ErrorCode.TOPIC_AUTHORIZATION_FAILED
             elif partition is None:
                 answer.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-            elif partition.is_offline:  # before the epoch, as Kafka's getPartitionOrError
-                answer.error_code = ErrorCode.KAFKA_STORAGE_ERROR
             else:
                 answer.error_code = partition.check_leader_epoch(requested.current_leader_epoch)
                 if answer.error_code == ErrorCode.NONE:

@@ -170,9 +170,14 @@ def test_metadata_and_offset_for_leader_epoch_of_an_offline_partition(
             topics=[
                 OffsetForLeaderTopic(
                     topic=name,
-                    partitions=[OffsetForLeaderPartition(partition=0, leader_epoch=0)],
+                    partitions=[
+                        OffsetForLeaderPartition(
+                            partition=0, current_leader_epoch=current, leader_epoch=0
+                        )
+                    ],
                 )
-                for name in ("sick", "fine")
+                # The offline check comes before the epoch's, as in Kafka.
+                for name, current in (("sick", sick.leader_epoch + 3), ("fine", -1))
             ]
         )
         answered = call(broker, epochs, 4).topics
