@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from kafkacompat.errors import ErrorCode, KafkaProtocolError
-from kafkacompat.storage.base import AppendInfo, FileRegion, OffsetOutOfRangeError
+from kafkacompat.storage.base import AppendInfo, OffsetOutOfRangeError
 from kafkacompat.storage.unified_log import UnifiedLog
 
 NO_EPOCH = -1
@@ -101,6 +101,12 @@ class Partition:
     def log_end_offset(self) -> int:
         return self.log.log_end_offset
 
+    @property
+    def is_offline(self) -> bool:
+        """Its log went offline after a disk failure: no leader until restart (Kafka's
+        ``HostedPartition.Offline``)."""
+        return self.log.offline
+
     def maybe_increment_high_watermark(self) -> bool:
         """Move the high watermark to the lowest LEO in the ISR (only this replica today)."""
         new = self.log.log_end_offset
@@ -110,6 +116,8 @@ class Partition:
         return False
 
     def check_leader_epoch(self, current_leader_epoch: int) -> ErrorCode:
+        if self.log.offline:  # before the epoch, as Kafka's getPartitionOrException
+            return ErrorCode.KAFKA_STORAGE_ERROR
         if current_leader_epoch == NO_EPOCH or current_leader_epoch == self.leader_epoch:
             return ErrorCode.NONE
         if current_leader_epoch > self.leader_epoch:
@@ -152,11 +160,9 @@ class Partition:
             )
         records: bytes | memoryview = b""
         if fetch_offset < bound:
-            result = self.log.read(fetch_offset, max_bytes)
             # With one replica the bound is the LEO after every append, so a read never
             # passes it; replication adds the cut at the high watermark.
-            found = result.records
-            records = found.read() if isinstance(found, FileRegion) else found
+            records = self.log.read_records(fetch_offset, max_bytes)
         return LogReadResult(records, self._high_watermark, self.last_stable_offset, start)
 
     def offset_snapshot(self) -> LogReadResult:
@@ -201,6 +207,7 @@ class Partition:
 
     def last_offset_for_leader_epoch(self, leader_epoch: int) -> tuple[int, int]:
         """OffsetForLeaderEpoch: (the largest epoch <= ``leader_epoch`` we know, its end)."""
+        self.log.check_online()
         return self.log.end_offset_for_epoch(leader_epoch)
 
     # -- deletion --------------------------------------------------------------------------------

@@ -45,6 +45,20 @@ def _partition_metadata(broker: Broker, topic: TopicImage, index: int) -> Metada
         return MetadataResponsePartition(
             error_code=ErrorCode.LEADER_NOT_AVAILABLE, partition_index=index, leader_id=-1
         )
+    if partition.is_offline:
+        # As KRaft answers a partition whose only replica's log dir failed: no leader, the
+        # replica kept in the ISR (it is never shrunk to empty) and listed offline. The epoch
+        # is not bumped as KRaft's controller would: nothing persists it, so after the restart
+        # the epoch would go back, and clients ignore metadata older than what they saw.
+        return MetadataResponsePartition(
+            error_code=ErrorCode.LEADER_NOT_AVAILABLE,
+            partition_index=index,
+            leader_id=-1,
+            leader_epoch=partition.leader_epoch,
+            replica_nodes=list(partition.replicas),
+            isr_nodes=list(partition.isr),
+            offline_replicas=list(partition.replicas),
+        )
     return MetadataResponsePartition(
         error_code=ErrorCode.NONE,
         partition_index=index,

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Protocol
 
 from kafkacompat.errors import ErrorCode, KafkaProtocolError
+from kafkacompat.storage import disk_io
 
 if TYPE_CHECKING:
     from kafkacompat.storage.log_validator import ValidatedRecords
@@ -74,7 +75,7 @@ class FileRegion:
             parts: list[bytes] = []
             done = 0
             while done < self.length:
-                data = os.pread(fd, self.length - done, self.position + done)
+                data = disk_io.os_pread(fd, self.length - done, self.position + done)
                 if not data:
                     break
                 parts.append(data)

@@ -11,9 +11,16 @@ Two kinds of failure, told apart because only one can be retried:
   durable. :func:`fsync` raises :class:`LogDirFailure` and the log goes offline until restart;
   recovery then revalidates everything above the recovery point.
 
-``os_write`` and ``os_fsync`` are the seams tests replace (``monkeypatch.setattr(disk_io,
-"os_write", ...)``) to inject errors at the call without touching the rest of the process;
-the append path looks ``os_write`` up as it would ``os.write``, so the seam costs nothing.
+A *read* that fails (EIO from ``pread``) means the disk under the log is failing: as Kafka
+marks the log dir offline on an ``IOException`` while reading, the log goes offline, and
+only the failing partition answers ``KAFKA_STORAGE_ERROR``. Running out of descriptors or
+memory says nothing about the disk (:func:`is_transient`): that read is refused, the log
+stays online.
+
+``os_write``, ``os_fsync``, ``os_pread`` and ``os_preadv`` are the seams tests replace
+(``monkeypatch.setattr(disk_io, "os_write", ...)``) to inject errors at the call without
+touching the rest of the process; the storage looks them up as it would ``os.write``, so
+the seams cost nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +31,10 @@ from collections.abc import Callable
 
 os_write: Callable[[int, memoryview | bytes], int] = os.write
 os_fsync: Callable[[int], None] = os.fsync
+os_pread: Callable[[int, int, int], bytes] = os.pread
+os_preadv: Callable[[int, list[memoryview], int], int] = os.preadv
+
+_TRANSIENT: frozenset[int] = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EINTR})
 
 
 class LogDirFailure(OSError):
@@ -38,6 +49,13 @@ def fsync(fd: int) -> None:
         os_fsync(fd)
     except OSError as exc:
         raise LogDirFailure(exc.errno, f"fsync failed: {exc.strerror}") from exc
+
+
+def is_transient(exc: OSError) -> bool:
+    """A failure of the process, not of the disk (no descriptor or memory left): retrying
+    later may succeed, and taking a log offline for it would turn a passing shortage into
+    an outage that lasts until restart."""
+    return exc.errno in _TRANSIENT
 
 
 def describe(exc: BaseException) -> str:

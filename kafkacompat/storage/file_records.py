@@ -5,7 +5,6 @@ and the record iteration ``MemoryRecords.filterTo`` does).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Final, NamedTuple
 
@@ -21,6 +20,7 @@ from kafkacompat.records.batch import (
 from kafkacompat.records.compression import CompressionType, decompress
 from kafkacompat.records.errors import InvalidRecordError
 from kafkacompat.records.varint import read_varint, read_varlong
+from kafkacompat.storage import disk_io
 
 READ_CHUNK_BYTES: Final = 1 << 20
 
@@ -36,7 +36,9 @@ def iter_file_batches(fd: int, size: int) -> Iterator[tuple[memoryview, BatchFie
     recovered; a torn tail ends the walk."""
     position = 0
     while position + _HEADER_SIZE <= size:
-        chunk = os.pread(fd, min(max(READ_CHUNK_BYTES, _HEADER_SIZE), size - position), position)
+        chunk = disk_io.os_pread(
+            fd, min(max(READ_CHUNK_BYTES, _HEADER_SIZE), size - position), position
+        )
         view = memoryview(chunk)
         offset = 0
         advanced = False
@@ -49,7 +51,7 @@ def iter_file_batches(fd: int, size: int) -> Iterator[tuple[memoryview, BatchFie
                 if offset == 0:  # one batch larger than the chunk: read it whole
                     if position + batch_size > size:
                         return
-                    whole = memoryview(os.pread(fd, batch_size, position))
+                    whole = memoryview(disk_io.os_pread(fd, batch_size, position))
                     if len(whole) < batch_size:
                         return
                     yield whole, fields

@@ -164,7 +164,7 @@ class LogSegment:
 
     def _header_at(self, position: int) -> BatchHeader | None:
         """The batch header at ``position``, or None where no complete, sane batch starts."""
-        data = os.pread(self.fd, RECORD_BATCH_HEADER.size, position)
+        data = disk_io.os_pread(self.fd, RECORD_BATCH_HEADER.size, position)
         if len(data) < RECORD_BATCH_HEADER.size:
             return None
         fields = RECORD_BATCH_HEADER.unpack(data)
@@ -183,7 +183,7 @@ class LogSegment:
         )
 
     def read_batch(self, position: int, size: int) -> RecordBatch:
-        return RecordBatch(bytearray(os.pread(self.fd, size, position)))
+        return RecordBatch(bytearray(disk_io.os_pread(self.fd, size, position)))
 
     # -- lazily derived state --------------------------------------------------------------------
 
@@ -475,7 +475,7 @@ class LogSegment:
         want = min(max(need, chunk_bytes), len(view), self.size - position)
         filled = 0
         while filled < want:
-            read = os.preadv(self.fd, [view[filled:want]], position + filled)
+            read = disk_io.os_preadv(self.fd, [view[filled:want]], position + filled)
             if read == 0:
                 break
             filled += read

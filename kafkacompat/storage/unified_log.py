@@ -29,23 +29,28 @@ cleaner which batches are each producer's last (they must keep their headers).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from kafkacompat.records.batch import FIELD_PRODUCER_ID, NO_PRODUCER_ID
 from kafkacompat.storage.base import (
     NO_TIMESTAMP,
     AppendInfo,
+    FileRegion,
     KafkaStorageError,
     PartitionLog,
     ReadResult,
     TimestampOffset,
 )
 from kafkacompat.storage.config import LogConfig
+from kafkacompat.storage.disk_io import describe, is_transient
 from kafkacompat.storage.log_validator import validate_records
 from kafkacompat.storage.producer_state import (
     DEFAULT_PRODUCER_ID_EXPIRATION_MS,
     ProducerStateManager,
 )
+
+log = logging.getLogger(__name__)
 
 TopicPartition = tuple[str, int]
 
@@ -97,7 +102,10 @@ class UnifiedLog:
                 self.directory,
                 producer_id_expiration_ms=self._producer_id_expiration_ms,
             )
-            state.load(self.local, now_ms)
+            try:
+                state.load(self.local, now_ms)
+            except OSError as exc:  # the log tail it replays could not be read
+                raise self._read_failed(exc) from exc
             self._producer_state = state
         return state
 
@@ -177,14 +185,45 @@ class UnifiedLog:
 
     # -- reads -----------------------------------------------------------------------------------
 
+    @property
+    def offline(self) -> bool:
+        """The engine's log went offline after a disk failure (until restart)."""
+        return getattr(self.local, "offline_reason", None) is not None
+
     def read(self, offset: int, max_bytes: int) -> ReadResult:
         return self.local.read(offset, max_bytes)
 
+    def read_records(self, offset: int, max_bytes: int) -> bytes | memoryview:
+        """The bytes of :meth:`read`, read from the segment now: a disk error surfaces here,
+        as this partition's KAFKA_STORAGE_ERROR, never later while the response is written
+        (where it would close the connection and lose the other partitions' answers)."""
+        try:
+            found = self.local.read(offset, max_bytes).records
+            return found.read() if isinstance(found, FileRegion) else found
+        except OSError as exc:
+            raise self._read_failed(exc) from exc
+
     def offset_for_timestamp(self, timestamp: int) -> TimestampOffset | None:
-        return self.local.offset_for_timestamp(timestamp)
+        try:
+            return self.local.offset_for_timestamp(timestamp)
+        except OSError as exc:
+            raise self._read_failed(exc) from exc
 
     def max_timestamp_offset(self) -> TimestampOffset | None:
-        return self.local.max_timestamp_offset()
+        try:
+            return self.local.max_timestamp_offset()
+        except OSError as exc:
+            raise self._read_failed(exc) from exc
+
+    def _read_failed(self, exc: OSError) -> KafkaStorageError:
+        """Kafka's readFromLocalLog on an IOException: the log goes offline (the disk under
+        it is failing). A shortage of descriptors or memory only refuses this read."""
+        go_offline = getattr(self.local, "go_offline", None)
+        if is_transient(exc) or go_offline is None:
+            log.warning("cannot read %s now: %s", self._where, describe(exc))
+            return KafkaStorageError(f"cannot read {self._where}: {describe(exc)}")
+        go_offline(exc)
+        return KafkaStorageError(f"the log of {self._where} is offline: {describe(exc)}")
 
     def end_offset_for_epoch(self, leader_epoch: int) -> tuple[int, int]:
         return self.local.end_offset_for_epoch(leader_epoch)

@@ -1,5 +1,5 @@
-"""Injected disk faults: ENOSPC (or any errno) at the storage's write call, EIO at its fsync,
-for the files a predicate picks, through the seams of :mod:`kafkacompat.storage.disk_io`."""
+"""Injected disk faults: ENOSPC (or any errno) at the storage's write call, EIO at its fsync
+and at its reads (``pread``/``preadv``), for the files a predicate picks, through the seams of :mod:`kafkacompat.storage.disk_io`."""
 
 from __future__ import annotations
 
@@ -32,7 +32,10 @@ class DiskFaults:
         """Write half of the first refused write before refusing (a torn append)."""
         self.writes_refused = 0
         self.fsyncs_refused = 0
+        self.read_error: int | None = None
+        self.reads_refused = 0
         real_write, real_fsync = disk_io.os_write, disk_io.os_fsync
+        real_pread, real_preadv = disk_io.os_pread, disk_io.os_preadv
 
         def write(fd: int, data: memoryview | bytes) -> int:
             if self.write_error is not None and self.matches(fd_path(fd)):
@@ -49,8 +52,23 @@ class DiskFaults:
                 raise OSError(self.fsync_error, os.strerror(self.fsync_error))
             real_fsync(fd)
 
+        def refuse_read(fd: int) -> None:
+            if self.read_error is not None and self.matches(fd_path(fd)):
+                self.reads_refused += 1
+                raise OSError(self.read_error, os.strerror(self.read_error))
+
+        def pread(fd: int, size: int, position: int) -> bytes:
+            refuse_read(fd)
+            return real_pread(fd, size, position)
+
+        def preadv(fd: int, buffers: list[memoryview], position: int) -> int:
+            refuse_read(fd)
+            return real_preadv(fd, buffers, position)
+
         monkeypatch.setattr(disk_io, "os_write", write)
         monkeypatch.setattr(disk_io, "os_fsync", fsync)
+        monkeypatch.setattr(disk_io, "os_pread", pread)
+        monkeypatch.setattr(disk_io, "os_preadv", preadv)
 
     @contextmanager
     def full(
@@ -72,3 +90,14 @@ class DiskFaults:
             yield self
         finally:
             self.fsync_error = None
+
+    @contextmanager
+    def failing_reads(
+        self, matches: Callable[[str], bool] = lambda path: True, error: int = errno.EIO
+    ) -> Iterator[DiskFaults]:
+        """Reads of matching files fail with ``error`` inside the block."""
+        self.read_error, self.matches, self.reads_refused = error, matches, 0
+        try:
+            yield self
+        finally:
+            self.read_error = None
