@@ -21,6 +21,7 @@ from kafkacompat.errors import ErrorCode, KafkaProtocolError
 
 if TYPE_CHECKING:
     from kafkacompat.storage.log_validator import ValidatedRecords
+    from kafkacompat.storage.transaction_index import TransactionIndex
 
 NO_TIMESTAMP = -1
 DELETED_SUFFIX: Final = ".deleted"
@@ -131,6 +132,14 @@ class PartitionLog(Protocol):
     ) -> AppendInfo:
         """Appends records the validator passed (the leader's path, :class:`UnifiedLog`):
         no check is repeated."""
+        ...
+
+    def txn_index_for(self, offset: int) -> TransactionIndex | None:
+        """The aborted-transaction index an ABORT marker at ``offset`` is recorded in."""
+        ...
+
+    def txn_indexes_from(self, offset: int) -> list[TransactionIndex]:
+        """The indexes covering ``offset`` and after, oldest first."""
         ...
 
     def read(self, offset: int, max_bytes: int) -> ReadResult:

@@ -99,6 +99,7 @@ from kafkacompat.storage.segment import (
     LogSegment,
     Opener,
 )
+from kafkacompat.storage.transaction_index import TransactionIndex
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ LOG_APPEND_TIME: Final = "LogAppendTime"
 # Leftovers of interrupted renames, cleanings and deletions; Kafka deletes these on load.
 _STRAY_SUFFIXES: Final = (".tmp", ".deleted", ".cleaned", ".swap")
 _LOG_SWAP: Final = LOG_SUFFIX + ".swap"
-_SEGMENT_FILE: Final = re.compile(r"^(\d{20})(\.log|\.index|\.timeindex)$")
+_SEGMENT_FILE: Final = re.compile(r"^(\d{20})(\.log|\.index|\.timeindex|\.txnindex)$")
 
 
 class LogSettings(ValidatorSettings, Protocol):
@@ -687,6 +688,16 @@ class Log:
             raise OffsetOutOfRangeError(
                 f"offset {offset} is outside [{self._log_start_offset}, {self.log_end_offset}]"
             )
+
+    def txn_index_for(self, offset: int) -> TransactionIndex | None:
+        """The aborted-transaction index of the segment holding ``offset``."""
+        i = bisect.bisect_right(self._base_offsets, offset) - 1
+        return self._segments[max(i, 0)].txn_index
+
+    def txn_indexes_from(self, offset: int) -> list[TransactionIndex]:
+        """The indexes of the segment holding ``offset`` and every later one."""
+        i = bisect.bisect_right(self._base_offsets, offset) - 1
+        return [segment.txn_index for segment in self._segments[max(i, 0) :]]
 
     def read(self, offset: int, max_bytes: int) -> ReadResult:
         if self.offline_reason is not None:

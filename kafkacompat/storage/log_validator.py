@@ -224,7 +224,9 @@ def validate_records(
     view = memoryview(records)
     if view.readonly:
         view = memoryview(bytearray(view))  # the engine stamps in place
-    batches = check_client_batches(view)
+    # Only the broker's own writers (the transaction coordinator's WriteTxnMarkers) may append
+    # control batches: Kafka refuses them unless the origin is COORDINATOR.
+    batches = check_client_batches(view, allow_control=not from_client)
     if not batches:
         # Kafka's ProduceRequest.validateRecords: v3+ need at least one batch per partition.
         raise InvalidRecordError("produce records hold no record batch for this partition")
