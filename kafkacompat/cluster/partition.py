@@ -5,8 +5,13 @@ replica set (ISR); the leader's log holds the records.  The *high watermark* is 
 below which every ISR member has the records: consumers read below it, and it is kept apart
 from the *log end offset* (LEO), the offset the next append gets.  The leader advances it
 after every append and every follower fetch to the lowest LEO in the ISR
-(:meth:`Partition.maybe_increment_high_watermark`).  The *last stable offset* bounds
-read_committed consumers; without transactions it is the high watermark.
+(:meth:`Partition.maybe_increment_high_watermark`).  The *last stable offset* (LSO) bounds
+read_committed consumers: the first offset of the earliest open transaction, or the high
+watermark if that is lower or none is open (Kafka's ``UnifiedLog.lastStableOffset``).  A
+read_committed fetch returns no batch at or past it, and with its records the aborted
+transactions that overlap them, from the aborted-transaction index, so the consumer can drop
+their records.  Without open transactions the LSO is the high watermark, and a
+read_uncommitted fetch reads exactly as before: nothing is scanned.
 
 Today every partition has one replica, this broker, so the ISR is ``[self]``, the high
 watermark reaches the LEO at each append, and the leader epoch is the one the log last
@@ -19,12 +24,16 @@ newer one UNKNOWN_LEADER_EPOCH; -1 skips the check.
 
 from __future__ import annotations
 
+import struct
 import uuid
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Final
 
 from kafkacompat.errors import ErrorCode, KafkaProtocolError
+from kafkacompat.records.batch import LAST_OFFSET_DELTA_OFFSET, LOG_OVERHEAD
 from kafkacompat.storage.base import AppendInfo, FileRegion, OffsetOutOfRangeError
+from kafkacompat.storage.transaction_index import AbortedTxn
 from kafkacompat.storage.unified_log import UnifiedLog
 
 NO_EPOCH = -1
@@ -46,6 +55,8 @@ class LogReadResult:
     high_watermark: int
     last_stable_offset: int
     log_start_offset: int
+    aborted_transactions: list[AbortedTxn] | None = None
+    """READ_COMMITTED only: the aborted transactions overlapping ``records``."""
 
 
 class Partition:
@@ -90,8 +101,9 @@ class Partition:
 
     @property
     def last_stable_offset(self) -> int:
-        # No transactions yet: nothing below the high watermark is undecided.
-        return self._high_watermark
+        first_unstable = self.log.first_unstable_offset
+        hw = self._high_watermark
+        return hw if first_unstable is None or first_unstable >= hw else first_unstable
 
     @property
     def log_start_offset(self) -> int:
@@ -143,7 +155,13 @@ class Partition:
         """Whole batches from ``fetch_offset`` (at least one, KIP-74), none at or past the
         isolation's bound.  OFFSET_OUT_OF_RANGE outside [log start, LEO]."""
         self.log.check_online()  # a caught-up fetch reads nothing, yet must hear of it
-        bound = self._max_offset(isolation)
+        last_stable_offset = self.last_stable_offset
+        if isolation == FetchIsolation.LOG_END:
+            bound = self.log.log_end_offset
+        elif isolation == FetchIsolation.TXN_COMMITTED:
+            bound = last_stable_offset
+        else:
+            bound = self._high_watermark
         start = self.log.log_start_offset
         if not start <= fetch_offset <= self.log.log_end_offset:
             raise OffsetOutOfRangeError(
@@ -153,11 +171,19 @@ class Partition:
         records: bytes | memoryview = b""
         if fetch_offset < bound:
             result = self.log.read(fetch_offset, max_bytes)
-            # With one replica the bound is the LEO after every append, so a read never
-            # passes it; replication adds the cut at the high watermark.
             found = result.records
             records = found.read() if isinstance(found, FileRegion) else found
-        return LogReadResult(records, self._high_watermark, self.last_stable_offset, start)
+            # With one replica the high watermark is the LEO after every append, so only
+            # an open transaction's LSO cuts a read; replication adds the cut at the HW.
+            if bound < self.log.log_end_offset:
+                records = _cut_at(records, bound)
+        hw = self._high_watermark
+        if isolation != FetchIsolation.TXN_COMMITTED:
+            return LogReadResult(records, hw, last_stable_offset, start)
+        aborted: list[AbortedTxn] = []
+        if records:
+            aborted = self.log.collect_aborted_txns(fetch_offset, _next_offset(records))
+        return LogReadResult(records, hw, last_stable_offset, start, aborted)
 
     def offset_snapshot(self) -> LogReadResult:
         """The offsets a fetch reports, without reading (a partition past the size limit)."""
@@ -215,3 +241,33 @@ class Partition:
                 f"since it is larger than the high watermark {self._high_watermark}"
             )
         return self.log.delete_records_before(target)
+
+
+_BASE_OFFSET: Final = struct.Struct(">qi")  # base offset, batch length: a batch's first 12 bytes
+_LAST_OFFSET_DELTA: Final = struct.Struct(">i")
+
+
+def _cut_at(records: bytes | memoryview, bound: int) -> bytes | memoryview:
+    """``records`` without the batches at or past ``bound`` (whole batches, as Kafka cuts a
+    read at its max offset)."""
+    position = 0
+    end = len(records)
+    while position + LOG_OVERHEAD <= end:
+        base_offset, length = _BASE_OFFSET.unpack_from(records, position)
+        if base_offset >= bound:
+            break
+        position += LOG_OVERHEAD + length
+    return records[: min(position, end)]
+
+
+def _next_offset(records: bytes | memoryview) -> int:
+    """The offset after the last batch of ``records`` (whole batches)."""
+    position = 0
+    next_offset = 0
+    end = len(records)
+    while position + LAST_OFFSET_DELTA_OFFSET + 4 <= end:
+        base_offset, length = _BASE_OFFSET.unpack_from(records, position)
+        (delta,) = _LAST_OFFSET_DELTA.unpack_from(records, position + LAST_OFFSET_DELTA_OFFSET)
+        next_offset = base_offset + delta + 1
+        position += LOG_OVERHEAD + length
+    return next_offset
