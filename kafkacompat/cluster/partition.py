@@ -155,13 +155,17 @@ class Partition:
         """Whole batches from ``fetch_offset`` (at least one, KIP-74), none at or past the
         isolation's bound.  OFFSET_OUT_OF_RANGE outside [log start, LEO]."""
         self.log.check_online()  # a caught-up fetch reads nothing, yet must hear of it
-        last_stable_offset = self.last_stable_offset
-        if isolation == FetchIsolation.LOG_END:
-            bound = self.log.log_end_offset
+        hw = self._high_watermark
+        first_unstable = self.log.first_unstable_offset
+        last_stable_offset = (
+            hw if first_unstable is None or first_unstable >= hw else first_unstable
+        )
+        if isolation == FetchIsolation.HIGH_WATERMARK:
+            bound = hw
         elif isolation == FetchIsolation.TXN_COMMITTED:
             bound = last_stable_offset
         else:
-            bound = self._high_watermark
+            bound = self.log.log_end_offset
         start = self.log.log_start_offset
         if not start <= fetch_offset <= self.log.log_end_offset:
             raise OffsetOutOfRangeError(
@@ -175,9 +179,8 @@ class Partition:
             records = found.read() if isinstance(found, FileRegion) else found
             # With one replica the high watermark is the LEO after every append, so only
             # an open transaction's LSO cuts a read; replication adds the cut at the HW.
-            if bound < self.log.log_end_offset:
+            if isolation == FetchIsolation.TXN_COMMITTED and bound < self.log.log_end_offset:
                 records = _cut_at(records, bound)
-        hw = self._high_watermark
         if isolation != FetchIsolation.TXN_COMMITTED:
             return LogReadResult(records, hw, last_stable_offset, start)
         aborted: list[AbortedTxn] = []

@@ -331,6 +331,7 @@ class ProducerStateManager:
         self.producer_id_expiration_ms = producer_id_expiration_ms
         self._producers: dict[int, ProducerStateEntry] = {}
         self._ongoing: dict[int, int] = {}  # producer id -> first offset of its open transaction
+        self._first_unstable: int | None = None  # min of _ongoing, kept: fetches read it
         self._map_end_offset = 0
         self._last_snapshot_offset: int | None = None
         # Bumped on every change, so a plan prepared against older state is refused.
@@ -392,7 +393,7 @@ class ProducerStateManager:
                 first_seq = fields[FIELD_BASE_SEQUENCE]
                 last_seq = increment_sequence(first_seq, last_offset_delta)
                 attributes = fields[FIELD_ATTRIBUTES]
-                is_control = bool(attributes & CONTROL_FLAG_MASK)
+                is_control = attributes & CONTROL_FLAG_MASK
                 current = self._producers.get(producer_id)
                 if current is not None and not is_control:
                     duplicate = current.find_duplicate(producer_epoch, first_seq, last_seq)
@@ -407,7 +408,7 @@ class ProducerStateManager:
                     )
                     infos[producer_id] = info
                 marker = None
-                is_transactional = bool(attributes & TRANSACTIONAL_FLAG_MASK)
+                is_transactional = attributes & TRANSACTIONAL_FLAG_MASK != 0
                 if is_control:
                     marker = None if markers is None else markers.get(index)
                     if marker is None:
@@ -539,6 +540,8 @@ class ProducerStateManager:
         if is_transactional and entry.current_txn_first_offset is None:
             entry.current_txn_first_offset = metadata.first_offset
             self._ongoing[producer_id] = metadata.first_offset
+            if self._first_unstable is None:
+                self._first_unstable = metadata.first_offset  # later offsets never lower it
         return None
 
     def _complete_txn(self, completed: CompletedTxn) -> tuple[CompletedTxn, int]:
@@ -548,14 +551,14 @@ class ProducerStateManager:
         entry = self._producers[completed.producer_id]
         entry.current_txn_first_offset = None
         del self._ongoing[completed.producer_id]
-        first_unstable = self.first_unstable_offset
+        ongoing = self._ongoing
+        first_unstable = self._first_unstable = min(ongoing.values()) if ongoing else None
         return completed, completed.last_offset + 1 if first_unstable is None else first_unstable
 
     @property
     def first_unstable_offset(self) -> int | None:
         """The first offset of the earliest open transaction, None with none open."""
-        ongoing = self._ongoing
-        return min(ongoing.values()) if ongoing else None
+        return self._first_unstable
 
     @property
     def ongoing_transactions(self) -> Mapping[int, int]:
@@ -655,6 +658,7 @@ class ProducerStateManager:
                         for entry in producers
                         if entry.current_txn_first_offset is not None
                     }
+                    self._first_unstable = min(self._ongoing.values(), default=None)
                     loaded = offset
                     continue
             elif loaded is not None and log_start_offset <= offset:
@@ -673,6 +677,7 @@ class ProducerStateManager:
         retention pass."""
         self._producers = {}
         self._ongoing = {}
+        self._first_unstable = None
         completed: list[tuple[CompletedTxn, int]] = []
         log_start_offset, log_end_offset = log.log_start_offset, log.log_end_offset
         snapshot_offset = None

@@ -136,7 +136,7 @@ class UnifiedLog:
         state = self._producer_state
         if state is None:
             state = self.producer_state(None)
-        return state.first_unstable_offset
+        return state._first_unstable  # the property's value, read on every fetch
 
     def _record_completed_txns(self, completed: list[tuple[CompletedTxn, int]]) -> None:
         for txn, last_stable_offset in completed:
