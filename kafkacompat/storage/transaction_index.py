@@ -179,6 +179,14 @@ class TransactionIndex:
         return target
 
 
+def write_txn_index(path: str, entries: Iterable[AbortedTxn]) -> None:
+    """A whole index file, fsync'd (a cleaned segment's, before its swap)."""
+    with open(path, "wb") as f:
+        f.write(b"".join(entry.encode() for entry in entries))
+        f.flush()
+        disk_io.fsync(f.fileno())
+
+
 def collect_aborted_txns(
     indexes: Iterable[TransactionIndex], fetch_offset: int, upper_bound_offset: int
 ) -> list[AbortedTxn]:

@@ -303,3 +303,38 @@ def test_retention_deletes_a_segments_txn_index(tmp_path: Path) -> None:
     log.apply_retention(NOW + 10 * 86_400_000)  # the second pass unlinks the .deleted files
     assert not any(p.name.startswith("00000000000000000000.") for p in tmp_path.iterdir())
     assert log.collect_aborted_txns(log.log_start_offset, log.log_end_offset) == []
+
+
+def keyed_txn_batch(pid: int, epoch: int, seq: int, keys: list[bytes]) -> bytearray:
+    builder = RecordBatchBuilder(
+        producer_id=pid, producer_epoch=epoch, base_sequence=seq, is_transactional=True
+    )
+    for key in keys:
+        builder.append(b"v" * 40, key=key, timestamp=NOW)
+    return bytearray(builder.build())
+
+
+def test_compaction_carries_the_aborted_transactions_into_the_cleaned_segment(
+    tmp_path: Path,
+) -> None:
+    from tests.storage.test_cleaner import run_round
+
+    log = disk_log(tmp_path, **{"cleanup.policy": "compact", "segment.bytes": "400"})
+    append(log, keyed_txn_batch(1, 0, 0, [b"a", b"b"]))  # 0-1
+    end_txn(log, 1, 0, ABORT)  # 2
+    append(log, keyed_txn_batch(2, 0, 0, [b"a", b"b"]))  # 3-4
+    end_txn(log, 2, 0, COMMIT)  # 5
+    for seq in range(0, 12, 2):  # more segments, so the first ones are cleanable
+        append(log, keyed_txn_batch(3, 0, seq, [b"c", b"d"]))
+    local = log.local
+    assert isinstance(local, Log) and len(local.segments) > 2
+    before = local.segments[0]
+    assert run_round(local, NOW + 1).cleaned
+    assert local.segments[0] is not before  # the first segment was swapped
+    assert not any(p.name.endswith((".cleaned", ".swap")) for p in tmp_path.iterdir())
+    first = local.segments[0]
+    assert first.txn_index.entries == [AbortedTxn(1, 0, 2, 3)]
+    assert (tmp_path / "00000000000000000000.txnindex").read_bytes() == AbortedTxn(
+        1, 0, 2, 3
+    ).encode()
+    assert log.collect_aborted_txns(0, 6) == [AbortedTxn(1, 0, 2, 3)]
