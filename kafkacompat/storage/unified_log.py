@@ -136,7 +136,12 @@ class UnifiedLog:
         state = self._producer_state
         if state is None:
             state = self.producer_state(None)
-        return state._first_unstable  # the property's value, read on every fetch
+        first = state._first_unstable  # the property's value, read on every fetch
+        if first is not None and first < self.local.log_start_offset:
+            # Retention or DeleteRecords removed the start of an open transaction: the
+            # unstable part begins at the log start (Kafka's maybeIncrementFirstUnstableOffset).
+            return self.local.log_start_offset
+        return first
 
     def _record_completed_txns(self, completed: list[tuple[CompletedTxn, int]]) -> None:
         for txn, last_stable_offset in completed:

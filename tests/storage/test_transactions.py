@@ -338,3 +338,12 @@ def test_compaction_carries_the_aborted_transactions_into_the_cleaned_segment(
         1, 0, 2, 3
     ).encode()
     assert log.collect_aborted_txns(0, 6) == [AbortedTxn(1, 0, 2, 3)]
+
+
+def test_the_first_unstable_offset_never_falls_below_the_log_start() -> None:
+    log = memory_log()
+    append(log, txn_batch(1, 0, 0))  # 0-1, open
+    append(log, txn_batch(2, 0, 0))  # 2-3
+    end_txn(log, 2, 0, COMMIT)  # 4
+    log.delete_records_before(3)
+    assert log.first_unstable_offset == 3
