@@ -206,7 +206,12 @@ class UnifiedLog:
         """The leader's append (see the module doc).  Raises the validator's and the producer
         state's KafkaProtocolErrors; on any of them nothing is appended."""
         validated = validate_records(
-            records, self.config, now_ms, from_client=from_client, where=self._where
+            records,
+            self.config,
+            now_ms,
+            from_client=from_client,
+            allow_control=not from_client,
+            where=self._where,
         )
         markers = None if from_client else _markers_of(validated)
         # Loaded for every append, idempotent or not, so the state's view of the log never
