@@ -264,13 +264,18 @@ def _cut_at(records: bytes | memoryview, bound: int) -> bytes | memoryview:
 
 
 def _next_offset(records: bytes | memoryview) -> int:
-    """The offset after the last batch of ``records`` (whole batches)."""
+    """The offset after the last batch of ``records`` (whole batches): only the lengths are
+    read on the way to the last batch, whose header then gives its last offset."""
     position = 0
-    next_offset = 0
-    end = len(records)
-    while position + LAST_OFFSET_DELTA_OFFSET + 4 <= end:
-        base_offset, length = _BASE_OFFSET.unpack_from(records, position)
-        (delta,) = _LAST_OFFSET_DELTA.unpack_from(records, position + LAST_OFFSET_DELTA_OFFSET)
-        next_offset = base_offset + delta + 1
-        position += LOG_OVERHEAD + length
-    return next_offset
+    last = -1
+    end = len(records) - LAST_OFFSET_DELTA_OFFSET - 4
+    length_at = LOG_OVERHEAD - 4
+    unpack_length = _LAST_OFFSET_DELTA.unpack_from  # both are one big-endian int32
+    while position <= end:
+        last = position
+        position += LOG_OVERHEAD + unpack_length(records, position + length_at)[0]
+    if last < 0:
+        return 0
+    base_offset, _ = _BASE_OFFSET.unpack_from(records, last)
+    (delta,) = _LAST_OFFSET_DELTA.unpack_from(records, last + LAST_OFFSET_DELTA_OFFSET)
+    return int(base_offset) + int(delta) + 1

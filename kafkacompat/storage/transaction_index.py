@@ -21,7 +21,9 @@ have none.  The entries are read once and kept; they are few.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import itertools
 import os
 import struct
 from collections.abc import Iterable
@@ -50,6 +52,10 @@ class AbortedTxn(NamedTuple):
 
     def encode(self) -> bytes:
         return ABORTED_TXN.pack(CURRENT_ABORTED_TXN_VERSION, *self)
+
+
+def _last_offset(entry: AbortedTxn) -> int:
+    return entry.last_offset
 
 
 def decode_aborted_txns(data: bytes) -> list[AbortedTxn]:
@@ -143,7 +149,12 @@ class TransactionIndex:
     ) -> TxnIndexSearchResult:
         """Entries overlapping [fetch_offset, upper_bound_offset) (Kafka's ``collectAbortedTxns``)."""
         found = []
-        for aborted in self._loaded():
+        entries = self._loaded()
+        # Entries before the first ending at or after the fetch offset cannot overlap it, nor
+        # can any entry after one whose last stable offset reaches the bound; skipping them
+        # keeps a read_committed fetch from walking the whole segment's history.
+        first = bisect.bisect_left(entries, fetch_offset, key=_last_offset)
+        for aborted in itertools.islice(entries, first, None):
             if aborted.last_offset >= fetch_offset and aborted.first_offset < upper_bound_offset:
                 found.append(aborted)
             if aborted.last_stable_offset >= upper_bound_offset:
