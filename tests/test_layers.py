@@ -65,6 +65,7 @@ STORAGE_SURFACE: Final = frozenset(
         "kafkacompat.storage.log_cleaner_manager",  # broker: the cleaner task
         # The layer above storage: a partition's log is the storage's UnifiedLog.
         "kafkacompat.storage.unified_log",  # cluster: Partition, ReplicaManager
+        "kafkacompat.storage.transaction_index",  # cluster: AbortedTxn, read_committed fetches
         # The local controller's metadata log is the data dir's topic records; an etcd
         # source will not need them.
         "kafkacompat.storage.topic_records",  # metadata.local_controller, cluster

@@ -5,8 +5,13 @@ replica set (ISR); the leader's log holds the records.  The *high watermark* is 
 below which every ISR member has the records: consumers read below it, and it is kept apart
 from the *log end offset* (LEO), the offset the next append gets.  The leader advances it
 after every append and every follower fetch to the lowest LEO in the ISR
-(:meth:`Partition.maybe_increment_high_watermark`).  The *last stable offset* bounds
-read_committed consumers; without transactions it is the high watermark.
+(:meth:`Partition.maybe_increment_high_watermark`).  The *last stable offset* (LSO) bounds
+read_committed consumers: the first offset of the earliest open transaction, or the high
+watermark if that is lower or none is open (Kafka's ``UnifiedLog.lastStableOffset``).  A
+read_committed fetch returns no batch at or past it, and with its records the aborted
+transactions that overlap them, from the aborted-transaction index, so the consumer can drop
+their records.  Without open transactions the LSO is the high watermark, and a
+read_uncommitted fetch reads exactly as before: nothing is scanned.
 
 Today every partition has one replica, this broker, so the ISR is ``[self]``, the high
 watermark reaches the LEO at each append, and the leader epoch is the one the log last
@@ -19,12 +24,16 @@ newer one UNKNOWN_LEADER_EPOCH; -1 skips the check.
 
 from __future__ import annotations
 
+import struct
 import uuid
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Final
 
 from kafkacompat.errors import ErrorCode, KafkaProtocolError
+from kafkacompat.records.batch import LAST_OFFSET_DELTA_OFFSET, LOG_OVERHEAD
 from kafkacompat.storage.base import AppendInfo, OffsetOutOfRangeError
+from kafkacompat.storage.transaction_index import AbortedTxn
 from kafkacompat.storage.unified_log import UnifiedLog
 
 NO_EPOCH = -1
@@ -46,6 +55,8 @@ class LogReadResult:
     high_watermark: int
     last_stable_offset: int
     log_start_offset: int
+    aborted_transactions: list[AbortedTxn] | None = None
+    """READ_COMMITTED only: the aborted transactions overlapping ``records``."""
 
 
 class Partition:
@@ -90,8 +101,9 @@ class Partition:
 
     @property
     def last_stable_offset(self) -> int:
-        # No transactions yet: nothing below the high watermark is undecided.
-        return self._high_watermark
+        first_unstable = self.log.first_unstable_offset
+        hw = self._high_watermark
+        return hw if first_unstable is None or first_unstable >= hw else first_unstable
 
     @property
     def log_start_offset(self) -> int:
@@ -151,7 +163,17 @@ class Partition:
         """Whole batches from ``fetch_offset`` (at least one, KIP-74), none at or past the
         isolation's bound.  OFFSET_OUT_OF_RANGE outside [log start, LEO]."""
         self.log.check_online()  # a caught-up fetch reads nothing, yet must hear of it
-        bound = self._max_offset(isolation)
+        hw = self._high_watermark
+        first_unstable = self.log.first_unstable_offset
+        last_stable_offset = (
+            hw if first_unstable is None or first_unstable >= hw else first_unstable
+        )
+        if isolation == FetchIsolation.HIGH_WATERMARK:
+            bound = hw
+        elif isolation == FetchIsolation.TXN_COMMITTED:
+            bound = last_stable_offset
+        else:
+            bound = self.log.log_end_offset
         start = self.log.log_start_offset
         if not start <= fetch_offset <= self.log.log_end_offset:
             raise OffsetOutOfRangeError(
@@ -160,10 +182,17 @@ class Partition:
             )
         records: bytes | memoryview = b""
         if fetch_offset < bound:
-            # With one replica the bound is the LEO after every append, so a read never
-            # passes it; replication adds the cut at the high watermark.
             records = self.log.read_records(fetch_offset, max_bytes)
-        return LogReadResult(records, self._high_watermark, self.last_stable_offset, start)
+            # With one replica the high watermark is the LEO after every append, so only
+            # an open transaction's LSO cuts a read; replication adds the cut at the HW.
+            if isolation == FetchIsolation.TXN_COMMITTED and bound < self.log.log_end_offset:
+                records = _cut_at(records, bound)
+        if isolation != FetchIsolation.TXN_COMMITTED:
+            return LogReadResult(records, hw, last_stable_offset, start)
+        aborted: list[AbortedTxn] = []
+        if records:
+            aborted = self.log.collect_aborted_txns(fetch_offset, _next_offset(records))
+        return LogReadResult(records, hw, last_stable_offset, start, aborted)
 
     def offset_snapshot(self) -> LogReadResult:
         """The offsets a fetch reports, without reading (a partition past the size limit)."""
@@ -222,3 +251,38 @@ class Partition:
                 f"since it is larger than the high watermark {self._high_watermark}"
             )
         return self.log.delete_records_before(target)
+
+
+_BASE_OFFSET: Final = struct.Struct(">qi")  # base offset, batch length: a batch's first 12 bytes
+_LAST_OFFSET_DELTA: Final = struct.Struct(">i")
+
+
+def _cut_at(records: bytes | memoryview, bound: int) -> bytes | memoryview:
+    """``records`` without the batches at or past ``bound`` (whole batches, as Kafka cuts a
+    read at its max offset)."""
+    position = 0
+    end = len(records)
+    while position + LOG_OVERHEAD <= end:
+        base_offset, length = _BASE_OFFSET.unpack_from(records, position)
+        if base_offset >= bound:
+            break
+        position += LOG_OVERHEAD + length
+    return records[: min(position, end)]
+
+
+def _next_offset(records: bytes | memoryview) -> int:
+    """The offset after the last batch of ``records`` (whole batches): only the lengths are
+    read on the way to the last batch, whose header then gives its last offset."""
+    position = 0
+    last = -1
+    end = len(records) - LAST_OFFSET_DELTA_OFFSET - 4
+    length_at = LOG_OVERHEAD - 4
+    unpack_length = _LAST_OFFSET_DELTA.unpack_from  # both are one big-endian int32
+    while position <= end:
+        last = position
+        position += LOG_OVERHEAD + unpack_length(records, position + length_at)[0]
+    if last < 0:
+        return 0
+    base_offset, _ = _BASE_OFFSET.unpack_from(records, last)
+    (delta,) = _LAST_OFFSET_DELTA.unpack_from(records, last + LAST_OFFSET_DELTA_OFFSET)
+    return int(base_offset) + int(delta) + 1

@@ -16,6 +16,11 @@ after it, a partition whose first batch does not fit the bytes left sends nothin
 With fewer than ``min_bytes`` found and no error, the fetch parks in the fetch purgatory until
 an append to one of its partitions or ``max_wait_ms``.
 
+*Transaction markers* (:meth:`append_txn_markers`, Kafka's ``handleWriteTxnMarkersRequest``
+append path): the transaction coordinator's COMMIT/ABORT markers, one control batch per
+partition, appended as the broker's own records (``AppendOrigin.COORDINATOR``), which are
+the only ones allowed to hold control batches.
+
 *Time* is passed in through ``now_ms``.
 """
 
@@ -25,11 +30,13 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from enum import IntEnum
 
 from kafkacompat.cluster.delayed_fetch import DelayedFetchPurgatory
 from kafkacompat.cluster.partition import FetchIsolation, LogReadResult, Partition
 from kafkacompat.errors import ErrorCode, KafkaProtocolError
 from kafkacompat.metadata.image import MetadataDelta, MetadataImage, TopicImage
+from kafkacompat.records.control import ControlRecordType, build_end_transaction_marker_batch
 from kafkacompat.storage.base import AppendInfo
 from kafkacompat.storage.manager import LogManager
 from kafkacompat.storage.topic_records import TopicRecord
@@ -53,6 +60,25 @@ class FetchPartitionResult:
     error: ErrorCode
     read: LogReadResult | None
     """None with an error the partition's offsets cannot be reported for."""
+
+
+class TransactionResult(IntEnum):
+    """Kafka's ``TransactionResult``; WriteTxnMarkers carries it as a boolean (true: COMMIT)."""
+
+    ABORT = 0
+    COMMIT = 1
+
+
+@dataclass(frozen=True, slots=True)
+class TxnMarker:
+    """One marker of a WriteTxnMarkers request: a producer's transaction ends in
+    ``partitions`` (Kafka's ``WritableTxnMarker``)."""
+
+    producer_id: int
+    producer_epoch: int
+    coordinator_epoch: int
+    result: TransactionResult
+    partitions: tuple[TopicPartition, ...]
 
 
 class ReplicaManager:
@@ -155,6 +181,44 @@ class ReplicaManager:
         info = partition.append_records_to_leader(records, now_ms=now_ms, from_client=from_client)
         self.delayed_fetch.check_and_complete((partition.topic, partition.index))
         return info
+
+    def append_txn_markers(
+        self, markers: list[TxnMarker], *, now_ms: int
+    ) -> dict[int, dict[TopicPartition, ErrorCode]]:
+        """Write each marker into each of its partitions; the error per partition, by
+        producer id (WriteTxnMarkers' response shape).  UNKNOWN_TOPIC_OR_PARTITION for a
+        partition not here; INVALID_PRODUCER_EPOCH, TRANSACTION_COORDINATOR_FENCED,
+        KAFKA_STORAGE_ERROR and the like as the append raises them.  A failure in one
+        partition does not stop the others, as in Kafka."""
+        results: dict[int, dict[TopicPartition, ErrorCode]] = {}
+        for marker in markers:
+            errors = results.setdefault(marker.producer_id, {})
+            control_type = (
+                ControlRecordType.COMMIT
+                if marker.result == TransactionResult.COMMIT
+                else ControlRecordType.ABORT
+            )
+            for tp in marker.partitions:
+                partition = self._partitions.get(tp)
+                if partition is None:
+                    errors[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                    continue
+                batch = build_end_transaction_marker_batch(
+                    control_type=control_type,
+                    producer_id=marker.producer_id,
+                    producer_epoch=marker.producer_epoch,
+                    coordinator_epoch=marker.coordinator_epoch,
+                    timestamp=now_ms,
+                )
+                try:
+                    self.append_records(
+                        partition, bytearray(batch), now_ms=now_ms, from_client=False
+                    )
+                except KafkaProtocolError as exc:
+                    errors[tp] = exc.error_code
+                else:
+                    errors[tp] = ErrorCode.NONE
+        return results
 
     # -- fetch -----------------------------------------------------------------------------------
 

@@ -11,8 +11,8 @@ to keep sending full fetch requests; a request naming a session id we never gave
 FETCH_SESSION_ID_NOT_FOUND, so the client resets to a full fetch.
 
 Fetch v0-3 expect legacy message formats (removed in Kafka 4.0, KIP-896): not advertised.
-Without transactions the last stable offset is the high watermark, and there are no aborted
-transactions to list.
+read_committed (isolation level 1) reads up to the last stable offset and gets the aborted
+transactions overlapping its records (producer id, first offset), as Kafka answers.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from kafkacompat.handlers.context import Handler, RequestContext
 from kafkacompat.protocol.apis import ApiKey
 from kafkacompat.protocol.messages.fetch_request import FetchRequest
 from kafkacompat.protocol.messages.fetch_response import (
+    AbortedTransaction,
     FetchableTopicResponse,
     FetchResponse,
     PartitionData,
@@ -40,14 +41,20 @@ def _partition_data(
     index: int, result: FetchPartitionResult, read_committed: bool
 ) -> PartitionData:
     read = result.read
+    aborted = None
+    if read_committed:
+        found = () if read is None else read.aborted_transactions or ()
+        aborted = [
+            AbortedTransaction(producer_id=a.producer_id, first_offset=a.first_offset)
+            for a in found
+        ]
     return PartitionData(
         partition_index=index,
         error_code=result.error,
         high_watermark=-1 if read is None else read.high_watermark,
         last_stable_offset=-1 if read is None else read.last_stable_offset,
         log_start_offset=-1 if read is None else read.log_start_offset,
-        # No transactions yet: no aborted transaction lies below any last stable offset.
-        aborted_transactions=[] if read_committed else None,
+        aborted_transactions=aborted,
         records=b"" if read is None or result.error != ErrorCode.NONE else read.records,
     )
 

@@ -406,7 +406,7 @@ class RecordBatch:
         )
 
 
-def _check_client_fields(fields: HeaderFields) -> None:
+def _check_client_fields(fields: HeaderFields, allow_control: bool = False) -> None:
     """:meth:`RecordBatch.ensure_valid_from_client` on an unpacked header."""
     count = fields[FIELD_RECORDS_COUNT]
     if count <= 0:
@@ -417,7 +417,9 @@ def _check_client_fields(fields: HeaderFields) -> None:
             f"last offset delta {last_offset_delta} is inconsistent with {count} records"
         )
     if fields[FIELD_ATTRIBUTES] & CONTROL_FLAG_MASK:
-        raise InvalidRecordError("clients may not write control batches")
+        if not allow_control:
+            raise InvalidRecordError("clients may not write control batches")
+        return  # a marker has no sequence
     producer_id = fields[FIELD_PRODUCER_ID]
     if producer_id > NO_PRODUCER_ID and fields[FIELD_BASE_SEQUENCE] < 0:
         raise InvalidRecordError(
@@ -515,13 +517,16 @@ def iter_batches(
         position += size
 
 
-def check_client_batches(buffer: BytesLike) -> list[tuple[int, HeaderFields]]:
+def check_client_batches(
+    buffer: BytesLike, *, allow_control: bool = False
+) -> list[tuple[int, HeaderFields]]:
     """A producer's blob checked as a leader checks it, reading each 61-byte header once.
 
     Every frame and CRC first, as :func:`iter_batches` checks them, then Kafka's client-batch
     rules (:meth:`RecordBatch.ensure_valid_from_client`) on every batch: Kafka, too, runs
     ``analyzeAndValidateRecords`` over the whole blob before its ``LogValidator``. Returns
     (position in the blob, header fields) per batch; an empty blob gives an empty list.
+    ``allow_control``: the transaction coordinator's markers (Kafka's ``AppendOrigin.COORDINATOR``).
     """
     view = _as_byte_view(buffer)
     end = len(view)
@@ -533,5 +538,5 @@ def check_client_batches(buffer: BytesLike) -> list[tuple[int, HeaderFields]]:
         found.append((position, fields))
         position += fields[FIELD_BATCH_LENGTH] + LOG_OVERHEAD
     for _, fields in found:
-        _check_client_fields(fields)
+        _check_client_fields(fields, allow_control)
     return found

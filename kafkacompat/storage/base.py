@@ -22,6 +22,7 @@ from kafkacompat.storage import disk_io
 
 if TYPE_CHECKING:
     from kafkacompat.storage.log_validator import ValidatedRecords
+    from kafkacompat.storage.transaction_index import TransactionIndex
 
 NO_TIMESTAMP = -1
 DELETED_SUFFIX: Final = ".deleted"
@@ -132,6 +133,14 @@ class PartitionLog(Protocol):
     ) -> AppendInfo:
         """Appends records the validator passed (the leader's path, :class:`UnifiedLog`):
         no check is repeated."""
+        ...
+
+    def txn_index_for(self, offset: int) -> TransactionIndex | None:
+        """The aborted-transaction index an ABORT marker at ``offset`` is recorded in."""
+        ...
+
+    def txn_indexes_from(self, offset: int) -> list[TransactionIndex]:
+        """The indexes covering ``offset`` and after, oldest first."""
         ...
 
     def read(self, offset: int, max_bytes: int) -> ReadResult:

@@ -35,6 +35,7 @@ from kafkacompat.storage.segment import (
     LogSegment,
     segment_file_name,
 )
+from kafkacompat.storage.transaction_index import TXN_INDEX_SUFFIX
 
 CLEANED_SUFFIX: Final = ".cleaned"
 SWAP_SUFFIX: Final = ".swap"
@@ -76,7 +77,7 @@ class CleanedSegment:
         return os.path.join(self.directory, segment_file_name(self.base_offset, suffix) + state)
 
     def discard(self) -> None:
-        for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX):
+        for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX):
             for state in (CLEANED_SUFFIX, SWAP_SUFFIX):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.path(suffix, state))

@@ -99,6 +99,11 @@ from kafkacompat.storage.segment import (
     LogSegment,
     Opener,
 )
+from kafkacompat.storage.transaction_index import (
+    TXN_INDEX_SUFFIX,
+    TransactionIndex,
+    write_txn_index,
+)
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +111,7 @@ LOG_APPEND_TIME: Final = "LogAppendTime"
 # Leftovers of interrupted renames, cleanings and deletions; Kafka deletes these on load.
 _STRAY_SUFFIXES: Final = (".tmp", ".deleted", ".cleaned", ".swap")
 _LOG_SWAP: Final = LOG_SUFFIX + ".swap"
-_SEGMENT_FILE: Final = re.compile(r"^(\d{20})(\.log|\.index|\.timeindex)$")
+_SEGMENT_FILE: Final = re.compile(r"^(\d{20})(\.log|\.index|\.timeindex|\.txnindex)$")
 
 
 class LogSettings(ValidatorSettings, Protocol):
@@ -688,6 +693,16 @@ class Log:
                 f"offset {offset} is outside [{self._log_start_offset}, {self.log_end_offset}]"
             )
 
+    def txn_index_for(self, offset: int) -> TransactionIndex | None:
+        """The aborted-transaction index of the segment holding ``offset``."""
+        i = bisect.bisect_right(self._base_offsets, offset) - 1
+        return self._segments[max(i, 0)].txn_index
+
+    def txn_indexes_from(self, offset: int) -> list[TransactionIndex]:
+        """The indexes of the segment holding ``offset`` and every later one."""
+        i = bisect.bisect_right(self._base_offsets, offset) - 1
+        return [segment.txn_index for segment in self._segments[max(i, 0) :]]
+
     def read(self, offset: int, max_bytes: int) -> ReadResult:
         if self.offline_reason is not None:
             raise self._offline_error()
@@ -896,7 +911,13 @@ class Log:
             cleaned.discard()
             return False
         # The log file goes last: its .swap name is what a reload takes as "swap complete".
-        suffixes = (INDEX_SUFFIX, TIME_INDEX_SUFFIX, LOG_SUFFIX)
+        suffixes: tuple[str, ...] = (INDEX_SUFFIX, TIME_INDEX_SUFFIX, LOG_SUFFIX)
+        # The cleaner keeps every marker, so the replaced segments' aborted transactions
+        # all still hold: the cleaned segment takes them, in the swap like its other files.
+        aborted = [entry for segment in old for entry in segment.txn_index.entries]
+        if aborted:
+            write_txn_index(cleaned.path(TXN_INDEX_SUFFIX, CLEANED_SUFFIX), aborted)
+            suffixes = (TXN_INDEX_SUFFIX, *suffixes)
         for suffix in suffixes:
             os.replace(cleaned.path(suffix, CLEANED_SUFFIX), cleaned.path(suffix, SWAP_SUFFIX))
         renamed: list[str] = []

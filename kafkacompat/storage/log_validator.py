@@ -215,16 +215,20 @@ def validate_records(
     now_ms: int,
     *,
     from_client: bool = True,
+    allow_control: bool = False,
     where: str = "this partition",
 ) -> ValidatedRecords:
     """Check a producer's blob as a leader does (see the module doc); ``where`` names the
     partition in error messages.  ``from_client=False`` (the broker's own records: a
     coordinator's, or a test writing a log directly) skips steps 3-5, which judge what a
-    client sent."""
+    client sent; ``allow_control`` (only the leader's append for those writers) lets control
+    batches through, for the transaction coordinator's markers."""
     view = memoryview(records)
     if view.readonly:
         view = memoryview(bytearray(view))  # the engine stamps in place
-    batches = check_client_batches(view)
+    # Only the leader's append for the broker's own writers (the transaction coordinator's
+    # WriteTxnMarkers) asks for control batches: Kafka refuses them from CLIENT origin.
+    batches = check_client_batches(view, allow_control=allow_control)
     if not batches:
         # Kafka's ProduceRequest.validateRecords: v3+ need at least one batch per partition.
         raise InvalidRecordError("produce records hold no record batch for this partition")

@@ -31,6 +31,7 @@ from kafkacompat.storage.base import (
 from kafkacompat.storage.config import LogConfig
 from kafkacompat.storage.epoch import LeaderEpochCache
 from kafkacompat.storage.log_validator import ValidatedRecords, validate_records
+from kafkacompat.storage.transaction_index import TransactionIndex
 
 
 def stamp_batches(
@@ -71,6 +72,8 @@ class MemoryLog:
         self._log_end_offset = log_start_offset
         self._epochs = LeaderEpochCache()
         self.on_roll: Callable[[int], None] | None = None  # never called: no segments
+        # One index for the whole log: there are no segments, and nothing survives a restart.
+        self._txn_index = TransactionIndex(None, log_start_offset)
 
     # -- offsets ---------------------------------------------------------------------------------
 
@@ -98,6 +101,12 @@ class MemoryLog:
 
     def update_config(self, config: LogConfig) -> None:
         self.config = config
+
+    def txn_index_for(self, offset: int) -> TransactionIndex | None:
+        return self._txn_index
+
+    def txn_indexes_from(self, offset: int) -> list[TransactionIndex]:
+        return [self._txn_index]
 
     # -- append ----------------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from kafkacompat.storage.base import (
 from kafkacompat.storage.config import LogConfig
 from kafkacompat.storage.epoch import LeaderEpochCache
 from kafkacompat.storage.log_validator import ValidatedRecords
+from kafkacompat.storage.transaction_index import TransactionIndex
 
 _I32: Final = struct.Struct(">i")
 
@@ -106,6 +107,12 @@ class NullLog:
             log_append_time=log_append_time,
             log_start_offset=self._log_start_offset,
         )
+
+    def txn_index_for(self, offset: int) -> TransactionIndex | None:
+        return None  # nothing is kept, so there is nothing for a reader to skip
+
+    def txn_indexes_from(self, offset: int) -> list[TransactionIndex]:
+        return []
 
     def read(self, offset: int, max_bytes: int) -> ReadResult:
         if not self._log_start_offset <= offset <= self._log_end_offset:

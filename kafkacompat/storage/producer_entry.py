@@ -16,6 +16,7 @@ from kafkacompat.records.batch import NO_PRODUCER_EPOCH, NO_SEQUENCE, RecordBatc
 NUM_BATCHES_TO_RETAIN: Final = 5
 MAX_SEQUENCE: Final = (1 << 31) - 1  # Integer.MAX_VALUE: sequences wrap to 0 after it
 NO_TIMESTAMP: Final = -1
+NO_COORDINATOR_EPOCH: Final = -1  # Kafka's RecordBatch.NO_PARTITION_LEADER_EPOCH, as it uses
 
 
 def increment_sequence(sequence: int, increment: int) -> int:
@@ -57,7 +58,14 @@ class BatchMetadata:
 class ProducerStateEntry:
     """One producer's state in one partition (Kafka's ``ProducerStateEntry``)."""
 
-    __slots__ = ("batches", "last_timestamp", "producer_epoch", "producer_id")
+    __slots__ = (
+        "batches",
+        "coordinator_epoch",
+        "current_txn_first_offset",
+        "last_timestamp",
+        "producer_epoch",
+        "producer_id",
+    )
 
     def __init__(
         self,
@@ -65,11 +73,17 @@ class ProducerStateEntry:
         producer_epoch: int = NO_PRODUCER_EPOCH,
         last_timestamp: int = NO_TIMESTAMP,
         batches: Iterable[BatchMetadata] = (),
+        coordinator_epoch: int = NO_COORDINATOR_EPOCH,
+        current_txn_first_offset: int | None = None,
     ) -> None:
         self.producer_id = producer_id
         self.producer_epoch = producer_epoch
         self.last_timestamp = last_timestamp
         self.batches: deque[BatchMetadata] = deque(batches, maxlen=NUM_BATCHES_TO_RETAIN)
+        self.coordinator_epoch = coordinator_epoch
+        """The epoch of the transaction coordinator that wrote this producer's last marker."""
+        self.current_txn_first_offset = current_txn_first_offset
+        """The first offset of the producer's open transaction here, None outside one."""
 
     @property
     def is_empty(self) -> bool:
@@ -118,6 +132,8 @@ class ProducerStateEntry:
             and self.producer_epoch == other.producer_epoch
             and self.last_timestamp == other.last_timestamp
             and list(self.batches) == list(other.batches)
+            and self.coordinator_epoch == other.coordinator_epoch
+            and self.current_txn_first_offset == other.current_txn_first_offset
         )
 
     __hash__ = None  # type: ignore[assignment]  # mutable
@@ -126,5 +142,17 @@ class ProducerStateEntry:
         return (
             f"ProducerStateEntry(producer_id={self.producer_id}, producer_epoch="
             f"{self.producer_epoch}, last_timestamp={self.last_timestamp}, "
-            f"batches={list(self.batches)})"
+            f"batches={list(self.batches)}, coordinator_epoch={self.coordinator_epoch}, "
+            f"current_txn_first_offset={self.current_txn_first_offset})"
         )
+
+
+@dataclass(frozen=True, slots=True)
+class CompletedTxn:
+    """A transaction a marker just closed in this partition (Kafka's ``CompletedTxn``): its
+    data spans [first_offset, last_offset), last_offset being the marker's own offset."""
+
+    producer_id: int
+    first_offset: int
+    last_offset: int
+    is_aborted: bool

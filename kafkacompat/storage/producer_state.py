@@ -54,10 +54,23 @@ timestamp, :meth:`ProducerStateManager.remove_expired_producers` forgets it. As 
 timestamp is the batch's max timestamp (CreateTime from the client unless the topic uses
 LogAppendTime), not the broker's receive time.
 
-Not here yet: transactions (ongoing transactions, the last stable offset, aborted transaction
-index, coordinator epochs, INVALID_TXN_STATE and KIP-890 verification). Transactional batches
-get the same epoch and sequence checks as idempotent ones; control batches (markers, which
-clients may not send) found in the log or passed to ``update`` only set the producer epoch.
+*Transactions.* A producer's first transactional batch opens a transaction in this partition:
+its first offset is the entry's ``current_txn_first_offset`` (Kafka's) and the state keeps it
+in the partition's ongoing transactions. A non-transactional batch from a producer in a
+transaction is INVALID_TXN_STATE. The coordinator's marker (a control batch, which only the
+broker itself appends) closes it: a marker from an older producer epoch is
+INVALID_PRODUCER_EPOCH, one from an older coordinator epoch than the producer's last marker
+TRANSACTION_COORDINATOR_FENCED; a marker closing a transaction with data gives a
+:class:`~kafkacompat.storage.producer_entry.CompletedTxn` (one closing nothing gives none, as in
+Kafka: it changes neither the last stable offset nor the aborted-transaction index). The
+*first unstable offset* (Kafka's ``firstUnstableOffset``) is the smallest first offset of the
+ongoing transactions. Snapshots carry each producer's open transaction and coordinator epoch,
+and replaying the log re-opens and closes transactions as the batches and markers come, so a
+restart knows which transactions are still undecided. A producer in a transaction never
+expires.
+
+Not here yet: KIP-890 verification, and the completed-but-unreplicated transactions Kafka
+keeps for followers (with one replica the high watermark reaches the marker at its append).
 """
 
 from __future__ import annotations
@@ -70,6 +83,8 @@ from typing import Final, NamedTuple
 
 from kafkacompat.errors import ErrorCode, KafkaProtocolError
 from kafkacompat.records.batch import (
+    CONTROL_FLAG_MASK,
+    FIELD_ATTRIBUTES,
     FIELD_BASE_SEQUENCE,
     FIELD_LAST_OFFSET_DELTA,
     FIELD_MAX_TIMESTAMP,
@@ -77,17 +92,26 @@ from kafkacompat.records.batch import (
     FIELD_PRODUCER_ID,
     NO_PRODUCER_EPOCH,
     NO_PRODUCER_ID,
+    NO_SEQUENCE,
+    TRANSACTIONAL_FLAG_MASK,
     HeaderFields,
     RecordBatch,
     iter_batches,
 )
 from kafkacompat.records.compression import BytesLike
+from kafkacompat.records.control import (
+    ControlRecordType,
+    EndTransactionMarker,
+    decode_end_transaction_marker,
+)
+from kafkacompat.records.errors import InvalidRecordError
 from kafkacompat.storage.atomic_file import atomic_write, fsync_dir
 from kafkacompat.storage.base import FileRegion, PartitionLog
 from kafkacompat.storage.partition_dir import TopicPartition
 from kafkacompat.storage.producer_entry import (
     NO_TIMESTAMP,
     BatchMetadata,
+    CompletedTxn,
     ProducerStateEntry,
     in_sequence,
     increment_sequence,
@@ -119,6 +143,26 @@ class InvalidProducerEpochError(KafkaProtocolError):
     error_code = ErrorCode.INVALID_PRODUCER_EPOCH
 
 
+class InvalidTxnStateError(KafkaProtocolError):
+    """Kafka's InvalidTxnStateException: a non-transactional write inside a transaction."""
+
+    error_code = ErrorCode.INVALID_TXN_STATE
+
+
+class TransactionCoordinatorFencedError(KafkaProtocolError):
+    """Kafka's TransactionCoordinatorFencedException: a marker from a coordinator epoch older
+    than the one that wrote the producer's last marker (a deposed coordinator)."""
+
+    error_code = ErrorCode.TRANSACTION_COORDINATOR_FENCED
+
+
+def marker_of(batch: RecordBatch) -> EndTransactionMarker:
+    """The end-transaction marker a non-empty control batch holds."""
+    for record in batch.iter_records():
+        return decode_end_transaction_marker(record)
+    raise InvalidRecordError("an empty control batch holds no marker")
+
+
 class ProducerAppendInfo:
     """Validates one producer's batches within one request (Kafka's ``ProducerAppendInfo``).
 
@@ -126,7 +170,15 @@ class ProducerAppendInfo:
     request may bump the epoch and then continue in the new one.
     """
 
-    __slots__ = ("_current", "_epoch", "_last_seq", "producer_id", "topic_partition")
+    __slots__ = (
+        "_coordinator_epoch",
+        "_current",
+        "_epoch",
+        "_in_txn",
+        "_last_seq",
+        "producer_id",
+        "topic_partition",
+    )
 
     def __init__(
         self, topic_partition: TopicPartition, producer_id: int, current: ProducerStateEntry
@@ -137,6 +189,8 @@ class ProducerAppendInfo:
         # The updated entry: the current epoch, and no batches until this request adds some.
         self._epoch = current.producer_epoch
         self._last_seq: int | None = None
+        self._in_txn = current.current_txn_first_offset is not None
+        self._coordinator_epoch = current.coordinator_epoch
 
     def _where(self) -> str:
         topic, partition = self.topic_partition
@@ -170,11 +224,40 @@ class ProducerAppendInfo:
                 f"seq. number), {last_seq} (current end sequence number)"
             )
 
-    def append_data_batch(self, producer_epoch: int, first_seq: int, last_seq: int) -> None:
+    def append_data_batch(
+        self, producer_epoch: int, first_seq: int, last_seq: int, is_transactional: bool = False
+    ) -> None:
         self.check_producer_epoch(producer_epoch)
         self._check_sequence(producer_epoch, first_seq)
+        if self._in_txn and not is_transactional:
+            raise InvalidTxnStateError(
+                f"expected a transactional write from {self._where()}, which is in a transaction"
+            )
         self._epoch = producer_epoch
         self._last_seq = last_seq
+        self._in_txn = self._in_txn or is_transactional
+
+    def append_end_txn_marker(self, producer_epoch: int, marker: EndTransactionMarker) -> None:
+        """Kafka's ``appendEndTxnMarker`` checks: the producer epoch, then the coordinator's."""
+        self.check_producer_epoch(producer_epoch)
+        if self._coordinator_epoch > marker.coordinator_epoch:
+            raise TransactionCoordinatorFencedError(
+                f"invalid coordinator epoch for {self._where()}: {marker.coordinator_epoch} "
+                f"(marker) < {self._coordinator_epoch} (last marker)"
+            )
+        if producer_epoch != self._epoch:
+            self._last_seq = NO_SEQUENCE  # the entry's batches are cleared with the old epoch
+        self._epoch = producer_epoch
+        self._coordinator_epoch = marker.coordinator_epoch
+        self._in_txn = False
+
+
+class LoadResult(NamedTuple):
+    """What :meth:`ProducerStateManager.load` replayed: from which offset, and the
+    transactions the replayed markers closed (with their index entries' last stable offset)."""
+
+    replay_start: int
+    completed: list[tuple[CompletedTxn, int]]
 
 
 class _PendingBatch(NamedTuple):
@@ -185,6 +268,8 @@ class _PendingBatch(NamedTuple):
     relative_offset: int  # offset of the batch's first record minus the blob's base offset
     last_offset_delta: int
     max_timestamp: int
+    is_transactional: bool = False
+    marker: EndTransactionMarker | None = None
 
 
 class ProducerAppendPlan:
@@ -245,6 +330,8 @@ class ProducerStateManager:
         self.directory = None if directory is None else Path(directory)
         self.producer_id_expiration_ms = producer_id_expiration_ms
         self._producers: dict[int, ProducerStateEntry] = {}
+        self._ongoing: dict[int, int] = {}  # producer id -> first offset of its open transaction
+        self._first_unstable: int | None = None  # min of _ongoing, kept: fetches read it
         self._map_end_offset = 0
         self._last_snapshot_offset: int | None = None
         # Bumped on every change, so a plan prepared against older state is refused.
@@ -287,21 +374,28 @@ class ProducerStateManager:
             headers.append(batch.header_fields())
         return self.analyze(headers)
 
-    def analyze(self, batches: Iterable[HeaderFields]) -> ProducerAppendPlan:
+    def analyze(
+        self,
+        batches: Iterable[HeaderFields],
+        markers: Mapping[int, EndTransactionMarker] | None = None,
+    ) -> ProducerAppendPlan:
         """:meth:`prepare_append` on the headers of batches the log's validator already
-        checked (Kafka's ``UnifiedLog.analyzeAndValidateProducerState``): no second CRC pass."""
+        checked (Kafka's ``UnifiedLog.analyzeAndValidateProducerState``): no second CRC pass.
+        ``markers``: the marker of each control batch, by its index among ``batches``."""
         infos: dict[int, ProducerAppendInfo] = {}
         pending: list[_PendingBatch] = []
         relative_offset = 0
-        for fields in batches:
+        for index, fields in enumerate(batches):
             producer_id = fields[FIELD_PRODUCER_ID]
             last_offset_delta = fields[FIELD_LAST_OFFSET_DELTA]
             if producer_id != NO_PRODUCER_ID:
                 producer_epoch = fields[FIELD_PRODUCER_EPOCH]
                 first_seq = fields[FIELD_BASE_SEQUENCE]
                 last_seq = increment_sequence(first_seq, last_offset_delta)
+                attributes = fields[FIELD_ATTRIBUTES]
+                is_control = attributes & CONTROL_FLAG_MASK
                 current = self._producers.get(producer_id)
-                if current is not None:
+                if current is not None and not is_control:
                     duplicate = current.find_duplicate(producer_epoch, first_seq, last_seq)
                     if duplicate is not None:
                         return ProducerAppendPlan(duplicate, (), self._version)
@@ -313,7 +407,15 @@ class ProducerStateManager:
                         current if current is not None else ProducerStateEntry(producer_id),
                     )
                     infos[producer_id] = info
-                info.append_data_batch(producer_epoch, first_seq, last_seq)
+                marker = None
+                is_transactional = attributes & TRANSACTIONAL_FLAG_MASK != 0
+                if is_control:
+                    marker = None if markers is None else markers.get(index)
+                    if marker is None:
+                        raise InvalidRecordError("a control batch without its marker")
+                    info.append_end_txn_marker(producer_epoch, marker)
+                else:
+                    info.append_data_batch(producer_epoch, first_seq, last_seq, is_transactional)
                 pending.append(
                     _PendingBatch(
                         producer_id,
@@ -323,6 +425,8 @@ class ProducerStateManager:
                         relative_offset,
                         last_offset_delta,
                         fields[FIELD_MAX_TIMESTAMP],
+                        is_transactional,
+                        marker,
                     )
                 )
             relative_offset += last_offset_delta + 1
@@ -330,24 +434,27 @@ class ProducerStateManager:
 
     def complete_append(
         self, plan: ProducerAppendPlan, base_offset: int, log_append_time: int = NO_TIMESTAMP
-    ) -> None:
+    ) -> list[tuple[CompletedTxn, int]]:
         """Record a prepared blob at the offsets the log gave it (``AppendInfo.base_offset``).
 
         ``log_append_time`` is ``AppendInfo.log_append_time``: for LogAppendTime topics the
         broker's stamp replaces the client's timestamps, in the state as in the log.
+        Returns the transactions the blob's markers closed, each with the last stable offset
+        its aborted-transaction index entry records (:meth:`_complete_txn`).
         """
         if plan.duplicate is not None:
             raise ValueError("a duplicate was not appended; there is nothing to record")
         if not plan._pending:
-            return
+            return []
         if plan._state_version != self._version:
             raise RuntimeError("producer state changed between prepare_append and complete_append")
+        completed: list[tuple[CompletedTxn, int]] = []
         for p in plan._pending:
             timestamp = p.max_timestamp if log_append_time == NO_TIMESTAMP else log_append_time
-            self._apply(
+            done = self._apply(
                 p.producer_id,
                 p.producer_epoch,
-                False,
+                p.marker,
                 BatchMetadata(
                     p.first_seq,
                     p.last_seq,
@@ -355,7 +462,11 @@ class ProducerStateManager:
                     p.last_offset_delta,
                     timestamp,
                 ),
+                p.is_transactional,
             )
+            if done is not None:
+                completed.append(done)
+        return completed
 
     def check(self, batch: RecordBatch) -> BatchMetadata | None:
         """One batch: None to append it, or the original batch's metadata if it is a retry."""
@@ -363,18 +474,28 @@ class ProducerStateManager:
 
     def update(
         self, batch: RecordBatch, base_offset: int, log_append_time: int = NO_TIMESTAMP
-    ) -> None:
+    ) -> tuple[CompletedTxn, int] | None:
         """Record one batch that :meth:`check` accepted, at the base offset the log gave it."""
         if not batch.has_producer_id:
-            return
+            return None
         timestamp = batch.max_timestamp if log_append_time == NO_TIMESTAMP else log_append_time
-        self._apply_batch(batch, base_offset, timestamp)
+        return self._apply_batch(batch, base_offset, timestamp)
 
-    def _apply_batch(self, batch: RecordBatch, base_offset: int, timestamp: int) -> None:
-        self._apply(
+    def _apply_batch(
+        self, batch: RecordBatch, base_offset: int, timestamp: int
+    ) -> tuple[CompletedTxn, int] | None:
+        """A batch replayed from the log, unchecked (Kafka's ``AppendOrigin.REPLICATION``)."""
+        marker = None
+        if batch.is_control:
+            try:
+                marker = marker_of(batch)
+            except InvalidRecordError:
+                # Not a transaction marker (a newer control type): it only sets the epoch.
+                marker = EndTransactionMarker(ControlRecordType.UNKNOWN, -1)
+        return self._apply(
             batch.producer_id,
             batch.producer_epoch,
-            batch.is_control,
+            marker,
             BatchMetadata(
                 batch.base_sequence,
                 last_sequence_of(batch),
@@ -382,26 +503,76 @@ class ProducerStateManager:
                 batch.last_offset_delta,
                 timestamp,
             ),
+            batch.is_transactional,
         )
 
     def _apply(
-        self, producer_id: int, producer_epoch: int, is_control: bool, metadata: BatchMetadata
-    ) -> None:
+        self,
+        producer_id: int,
+        producer_epoch: int,
+        marker: EndTransactionMarker | None,
+        metadata: BatchMetadata,
+        is_transactional: bool,
+    ) -> tuple[CompletedTxn, int] | None:
         entry = self._producers.get(producer_id)
         if entry is None:
             entry = self._producers[producer_id] = ProducerStateEntry(producer_id)
-        if is_control:
-            entry.maybe_update_producer_epoch(producer_epoch)
-            entry.last_timestamp = metadata.max_timestamp
-        else:
-            entry.add_batch(producer_epoch, metadata)
         self._map_end_offset = max(self._map_end_offset, metadata.last_offset + 1)
         self._version += 1
+        if marker is not None:
+            entry.maybe_update_producer_epoch(producer_epoch)
+            entry.last_timestamp = metadata.max_timestamp
+            first_offset = entry.current_txn_first_offset
+            if marker.control_type == ControlRecordType.UNKNOWN:
+                return None
+            entry.coordinator_epoch = marker.coordinator_epoch
+            if first_offset is None:
+                return None
+            return self._complete_txn(
+                CompletedTxn(
+                    producer_id,
+                    first_offset,
+                    metadata.first_offset,
+                    marker.control_type == ControlRecordType.ABORT,
+                )
+            )
+        entry.add_batch(producer_epoch, metadata)
+        if is_transactional and entry.current_txn_first_offset is None:
+            entry.current_txn_first_offset = metadata.first_offset
+            self._ongoing[producer_id] = metadata.first_offset
+            if self._first_unstable is None:
+                self._first_unstable = metadata.first_offset  # later offsets never lower it
+        return None
+
+    def _complete_txn(self, completed: CompletedTxn) -> tuple[CompletedTxn, int]:
+        """Close a transaction; also returns the last stable offset its index entry records:
+        the first offset of the earliest transaction still open (another producer's), else
+        the offset after the marker (Kafka's ``ProducerStateManager.lastStableOffset``)."""
+        entry = self._producers[completed.producer_id]
+        entry.current_txn_first_offset = None
+        del self._ongoing[completed.producer_id]
+        ongoing = self._ongoing
+        first_unstable = self._first_unstable = min(ongoing.values()) if ongoing else None
+        return completed, completed.last_offset + 1 if first_unstable is None else first_unstable
+
+    @property
+    def first_unstable_offset(self) -> int | None:
+        """The first offset of the earliest open transaction, None with none open."""
+        return self._first_unstable
+
+    @property
+    def ongoing_transactions(self) -> Mapping[int, int]:
+        """Producer id -> first offset of each open transaction."""
+        return MappingProxyType(self._ongoing)
 
     # -- expiry ----------------------------------------------------------------------------------
 
     def is_expired(self, entry: ProducerStateEntry, now_ms: int) -> bool:
-        return now_ms - entry.last_timestamp >= self.producer_id_expiration_ms
+        # An open transaction pins its producer: the coordinator will still write its marker.
+        return (
+            entry.current_txn_first_offset is None
+            and now_ms - entry.last_timestamp >= self.producer_id_expiration_ms
+        )
 
     def remove_expired_producers(self, now_ms: int) -> int:
         """Forget producers idle for ``producer.id.expiration.ms``; returns how many."""
@@ -482,6 +653,12 @@ class ProducerStateManager:
                     pass  # deleted below; the next older one may do
                 else:
                     self._producers = {entry.producer_id: entry for entry in producers}
+                    self._ongoing = {
+                        entry.producer_id: entry.current_txn_first_offset
+                        for entry in producers
+                        if entry.current_txn_first_offset is not None
+                    }
+                    self._first_unstable = min(self._ongoing.values(), default=None)
                     loaded = offset
                     continue
             elif loaded is not None and log_start_offset <= offset:
@@ -493,9 +670,15 @@ class ProducerStateManager:
             fsync_dir(self.directory)
         return loaded
 
-    def load(self, log: PartitionLog, now_ms: int) -> None:
-        """Rebuild the state from the newest usable snapshot and the log after it."""
+    def load(self, log: PartitionLog, now_ms: int | None) -> LoadResult:
+        """Rebuild the state from the newest usable snapshot and the log after it; returns
+        the transactions the replayed markers closed (for the aborted-transaction index).
+        ``now_ms`` None (a read needing the last stable offset) leaves expiry to the next
+        retention pass."""
         self._producers = {}
+        self._ongoing = {}
+        self._first_unstable = None
+        completed: list[tuple[CompletedTxn, int]] = []
         log_start_offset, log_end_offset = log.log_start_offset, log.log_end_offset
         snapshot_offset = None
         if self.directory is not None:
@@ -504,8 +687,12 @@ class ProducerStateManager:
         self._map_end_offset = start
         for batch in _iter_log_batches(log, start, log_end_offset):
             if batch.has_producer_id and not (batch.is_control and batch.records_count == 0):
-                self._apply_batch(batch, batch.base_offset, batch.max_timestamp)
+                done = self._apply_batch(batch, batch.base_offset, batch.max_timestamp)
+                if done is not None:
+                    completed.append(done)
         self._map_end_offset = log_end_offset
         self._last_snapshot_offset = snapshot_offset
-        self.remove_expired_producers(now_ms)
+        if now_ms is not None:
+            self.remove_expired_producers(now_ms)
         self._version += 1
+        return LoadResult(start, completed)

@@ -50,6 +50,7 @@ from kafkacompat.storage.base import DELETED_SUFFIX
 from kafkacompat.storage.disk_io import LogDirFailure
 from kafkacompat.storage.epoch import LeaderEpochCache
 from kafkacompat.storage.index import CorruptIndexError, OffsetIndex, TimeIndex
+from kafkacompat.storage.transaction_index import TXN_INDEX_SUFFIX, TransactionIndex
 
 LOG_SUFFIX: Final = ".log"
 INDEX_SUFFIX: Final = ".index"
@@ -119,6 +120,9 @@ class LogSegment:
             os.path.join(directory, segment_file_name(base_offset, TIME_INDEX_SUFFIX)),
             base_offset,
             max_index_size,
+        )
+        self.txn_index = TransactionIndex(
+            os.path.join(directory, segment_file_name(base_offset, TXN_INDEX_SUFFIX)), base_offset
         )
         self.index_interval_bytes = index_interval_bytes
         self._opener = opener
@@ -555,6 +559,7 @@ class LogSegment:
             self.dirty = False
         self.offset_index.flush()
         self.time_index.flush()
+        self.txn_index.flush()
 
     def close(self) -> None:
         self.flush()
@@ -568,6 +573,7 @@ class LogSegment:
                 os.unlink(path)
         self.offset_index.delete()
         self.time_index.delete()
+        self.txn_index.delete()
 
     def rename_for_deletion(self) -> list[str]:
         """Kafka's first step of a deferred delete: every file gets the ``.deleted`` suffix
@@ -580,6 +586,9 @@ class LogSegment:
             with contextlib.suppress(FileNotFoundError):
                 os.replace(path, path + DELETED_SUFFIX)
                 renamed.append(path + DELETED_SUFFIX)
+        txn_index = self.txn_index.renamed(DELETED_SUFFIX)
+        if txn_index is not None:
+            renamed.append(txn_index)
         return renamed
 
     def __repr__(self) -> str:

@@ -24,6 +24,18 @@ every segment roll (so a crash replays at most one segment, as in Kafka) and at 
 shutdown, told when retention or DeleteRecords moves the log start offset, and asked by the
 cleaner which batches are each producer's last (they must keep their headers).
 
+*Transactions.*  Only the broker's own writers (``from_client=False``: Kafka's
+``AppendOrigin.COORDINATOR``) may append control batches; each must hold a COMMIT or ABORT
+marker, which the producer state checks (epochs) and applies. A marker that aborts a
+transaction with data here adds an entry to the aborted-transaction index of the segment it
+lands in (:mod:`kafkacompat.storage.transaction_index`), with the last stable offset the
+producer state computes. Loading the producer state replays the log after its snapshot: the
+indexes are cut back to where the replay starts and refilled from the markers it meets, so an
+index entry lost or left past the log end by a crash is rebuilt (Kafka's ``LogLoader``
+rebuilds the txn index of the segments it recovers). :attr:`UnifiedLog.first_unstable_offset`
+loads the state if needed, so after a restart the open transactions are known before the
+first read reports a last stable offset.
+
 *Time* is passed in; nothing here reads the clock.
 """
 
@@ -32,7 +44,16 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from kafkacompat.records.batch import FIELD_PRODUCER_ID, NO_PRODUCER_ID
+from kafkacompat.records.batch import (
+    CONTROL_FLAG_MASK,
+    FIELD_ATTRIBUTES,
+    FIELD_BATCH_LENGTH,
+    FIELD_PRODUCER_ID,
+    LOG_OVERHEAD,
+    NO_PRODUCER_ID,
+    RecordBatch,
+)
+from kafkacompat.records.control import EndTransactionMarker
 from kafkacompat.storage.base import (
     NO_TIMESTAMP,
     AppendInfo,
@@ -44,11 +65,14 @@ from kafkacompat.storage.base import (
 )
 from kafkacompat.storage.config import LogConfig
 from kafkacompat.storage.disk_io import describe, is_transient
-from kafkacompat.storage.log_validator import validate_records
+from kafkacompat.storage.log_validator import ValidatedRecords, validate_records
+from kafkacompat.storage.producer_entry import CompletedTxn
 from kafkacompat.storage.producer_state import (
     DEFAULT_PRODUCER_ID_EXPIRATION_MS,
     ProducerStateManager,
+    marker_of,
 )
+from kafkacompat.storage.transaction_index import AbortedTxn, collect_aborted_txns
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +117,9 @@ class UnifiedLog:
 
     # -- producer state --------------------------------------------------------------------------
 
-    def producer_state(self, now_ms: int) -> ProducerStateManager:
-        """The partition's producer state, loaded on first use (see the module doc)."""
+    def producer_state(self, now_ms: int | None) -> ProducerStateManager:
+        """The partition's producer state, loaded on first use (see the module doc); with
+        ``now_ms`` None expiry waits for the next retention pass."""
         state = self._producer_state
         if state is None:
             state = ProducerStateManager(
@@ -103,11 +128,48 @@ class UnifiedLog:
                 producer_id_expiration_ms=self._producer_id_expiration_ms,
             )
             try:
-                state.load(self.local, now_ms)
+                loaded = state.load(self.local, now_ms)
             except OSError as exc:  # the log tail it replays could not be read
                 raise self._read_failed(exc) from exc
+            for index in self.local.txn_indexes_from(loaded.replay_start):
+                index.truncate_to(loaded.replay_start)
+            self._record_completed_txns(loaded.completed)
             self._producer_state = state
         return state
+
+    @property
+    def first_unstable_offset(self) -> int | None:
+        """The first offset of the earliest open transaction (Kafka's ``firstUnstableOffset``),
+        None with none open."""
+        state = self._producer_state
+        if state is None:
+            state = self.producer_state(None)
+        first = state._first_unstable  # the property's value, read on every fetch
+        if first is not None and first < self.local.log_start_offset:
+            # Retention or DeleteRecords removed the start of an open transaction: the
+            # unstable part begins at the log start (Kafka's maybeIncrementFirstUnstableOffset).
+            return self.local.log_start_offset
+        return first
+
+    def _record_completed_txns(self, completed: list[tuple[CompletedTxn, int]]) -> None:
+        for txn, last_stable_offset in completed:
+            if not txn.is_aborted:
+                continue
+            index = self.local.txn_index_for(txn.last_offset)
+            if index is not None:
+                index.append(
+                    AbortedTxn(
+                        txn.producer_id, txn.first_offset, txn.last_offset, last_stable_offset
+                    )
+                )
+
+    def collect_aborted_txns(self, fetch_offset: int, upper_bound_offset: int) -> list[AbortedTxn]:
+        """The aborted transactions overlapping [fetch_offset, upper_bound_offset) (Kafka's
+        ``collectAbortedTransactions``), from the segment holding ``fetch_offset`` on."""
+        self.first_unstable_offset  # noqa: B018  # the state's load rebuilds the indexes
+        return collect_aborted_txns(
+            self.local.txn_indexes_from(fetch_offset), fetch_offset, upper_bound_offset
+        )
 
     def producer_last_offsets(self) -> dict[int, int] | None:
         """Each active producer's last batch offset, which compaction must keep as at least a
@@ -152,15 +214,21 @@ class UnifiedLog:
         """The leader's append (see the module doc).  Raises the validator's and the producer
         state's KafkaProtocolErrors; on any of them nothing is appended."""
         validated = validate_records(
-            records, self.config, now_ms, from_client=from_client, where=self._where
+            records,
+            self.config,
+            now_ms,
+            from_client=from_client,
+            allow_control=not from_client,
+            where=self._where,
         )
+        markers = None if from_client else _markers_of(validated)
         # Loaded for every append, idempotent or not, so the state's view of the log never
         # falls behind it (a snapshot must not be trusted past writes it missed).
         state = self.producer_state(now_ms)
         if all(fields[FIELD_PRODUCER_ID] == NO_PRODUCER_ID for _, fields in validated.batches):
             info = self.local.append_validated(validated, leader_epoch=leader_epoch, now_ms=now_ms)
             return info
-        plan = state.analyze(fields for _, fields in validated.batches)
+        plan = state.analyze((fields for _, fields in validated.batches), markers)
         duplicate = plan.duplicate
         if duplicate is not None:
             self.check_online()  # the engine, which would refuse, is not asked
@@ -173,7 +241,9 @@ class UnifiedLog:
                 self.local.log_start_offset,
             )
         info = self.local.append_validated(validated, leader_epoch=leader_epoch, now_ms=now_ms)
-        state.complete_append(plan, info.base_offset, info.log_append_time)
+        completed = state.complete_append(plan, info.base_offset, info.log_append_time)
+        if completed:
+            self._record_completed_txns(completed)
         return info
 
     def check_online(self) -> None:
@@ -272,3 +342,16 @@ class UnifiedLog:
 
     def __repr__(self) -> str:
         return f"UnifiedLog({self._where}, {self.local!r})"
+
+
+def _markers_of(validated: ValidatedRecords) -> dict[int, EndTransactionMarker] | None:
+    """The marker of each control batch, by batch index; InvalidRecordError for a control
+    batch that holds none (only COMMIT and ABORT markers are appended through here)."""
+    markers: dict[int, EndTransactionMarker] | None = None
+    for index, (position, fields) in enumerate(validated.batches):
+        if fields[FIELD_ATTRIBUTES] & CONTROL_FLAG_MASK:
+            end = position + fields[FIELD_BATCH_LENGTH] + LOG_OVERHEAD
+            if markers is None:
+                markers = {}
+            markers[index] = marker_of(RecordBatch(validated.records[position:end]))
+    return markers
