@@ -36,6 +36,20 @@ API_KEY = ApiKey.PRODUCE
 _VALID_ACKS = (0, 1, -1)
 _BATCH_LENGTH = struct.Struct(">i")  # after the 8-byte base offset; excludes those 12 bytes
 _BATCH_LENGTH_END = 12
+_ATTRIBUTES = struct.Struct(">h")
+_ATTRIBUTES_AT = 21  # base offset 8, length 4, leader epoch 4, magic 1, crc 4
+_TRANSACTIONAL = 0x10
+
+
+def _has_transactional_records(request: ProduceRequest) -> bool:
+    for topic_data in request.topic_data:
+        for partition_data in topic_data.partition_data:
+            records = partition_data.records
+            if records is not None and len(records) > _ATTRIBUTES_AT + 1:
+                (attributes,) = _ATTRIBUTES.unpack_from(records, _ATTRIBUTES_AT)
+                if attributes & _TRANSACTIONAL:
+                    return True
+    return False
 
 
 def _error(index: int, error: ErrorCode, message: str | None = None) -> PartitionProduceResponse:
@@ -95,6 +109,24 @@ async def handle(ctx: RequestContext, request: ProduceRequest) -> ProduceRespons
     )
     responses: list[TopicProduceResponse] = []
     failed = False
+    if _has_transactional_records(request):
+        # Kafka's handleProduceRequest: transactional records need a transactional id the
+        # client may write.  None can be today: InitProducerId refuses transactional ids
+        # until the transaction coordinator is wired (issue 11), so no marker would ever
+        # close such a transaction and read_committed readers would wait at it for ever.
+        responses = [
+            TopicProduceResponse(
+                name=t.name,
+                partition_responses=[
+                    _error(p.index, ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+                    for p in t.partition_data
+                ],
+            )
+            for t in request.topic_data
+        ]
+        if acks == 0:
+            raise CloseConnection("an acks=0 produce failed")
+        return ProduceResponse(responses=responses, throttle_time_ms=0)
     for topic_data in request.topic_data:
         name = topic_data.name
         partitions: list[PartitionProduceResponse] = []

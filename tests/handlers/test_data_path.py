@@ -335,3 +335,28 @@ def test_produce_refuses_two_batches_for_one_partition(broker: Broker) -> None:
     answer = _produce(broker, "t", two, PRODUCE_VERSIONS[1]).responses[0].partition_responses[0]
     assert answer.error_code == ErrorCode.INVALID_RECORD
     assert broker.logs.get_log("t", 0).log_end_offset == 0
+
+
+def test_transactional_records_are_refused_until_transactions_exist(broker: Broker) -> None:
+    # Kafka's handleProduceRequest refuses transactional records without a transactional id
+    # the client may write; none can be held before InitProducerId grants one (issue 11), and
+    # an open transaction no marker closes would hold read_committed readers for ever.
+    v = PRODUCE_VERSIONS[1]
+    broker.controller.create_topic("t", 1)
+    before = _produce(broker, "t", _batch([b"before"]), v)
+    assert before.responses[0].partition_responses[0].error_code == ErrorCode.NONE  # type: ignore[attr-defined]
+    builder = RecordBatchBuilder(
+        producer_id=1000, producer_epoch=0, base_sequence=0, is_transactional=True
+    )
+    builder.append(b"in a transaction", timestamp=int(time.time() * 1000))
+    response = _produce(broker, "t", bytes(builder.build()), v)
+    [partition] = response.responses[0].partition_responses  # type: ignore[attr-defined]
+    assert partition.error_code == ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    assert (
+        _produce(broker, "t", _batch([b"after"]), v).responses[0].partition_responses[0].error_code
+        == ErrorCode.NONE
+    )  # type: ignore[attr-defined]
+    fetched = _fetch(broker, "t", 0, FETCH_VERSIONS[1])
+    data = fetched.responses[0].partitions[0]  # type: ignore[attr-defined]
+    batches = iter_batches(memoryview(bytes(data.records)))
+    assert [r.value for b in batches for r in b.iter_records()] == [b"before", b"after"]
