@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from kafkacompat.protocol import APIS, ApiKey, request_class, response_class
 from kafkacompat.protocol.framing import (
+    FIRST_OWN_BUFFER,
     GROWTH,
     SCRATCH_SIZE,
     FrameReader,
@@ -528,9 +529,9 @@ def test_frame_reader_reads_a_large_frame_straight_into_its_own_buffer() -> None
     assert len(rest) == SCRATCH_SIZE - 1000
     rest[:] = wire[1000:SCRATCH_SIZE]
     reader.buffer_updated(len(rest))
-    # Full: the frame has its own buffer now, GROWTH times the scratch buffer (here the
-    # whole frame), and the rest of the body goes straight into it.
-    assert reader.allocated == SCRATCH_SIZE + min(len(body), GROWTH * SCRATCH_SIZE)
+    # Full: the frame has its own buffer now, up to FIRST_OWN_BUFFER (here the whole
+    # frame), and the rest of the body goes straight into it.
+    assert reader.allocated == SCRATCH_SIZE + min(len(body), FIRST_OWN_BUFFER)
     rest = reader.get_buffer()
     assert len(rest) == len(body) - (SCRATCH_SIZE - 4)
     rest[:] = wire[SCRATCH_SIZE:]
@@ -565,8 +566,9 @@ def test_frame_reader_memory_follows_bytes_received(chunk: int) -> None:
         if pos < len(wire):
             assert reader.next_frame() is None
             own = reader.allocated - SCRATCH_SIZE
-            # Never more than GROWTH times what arrived (and nothing before the scratch fills).
-            assert own <= GROWTH * pos
+            # Nothing before the scratch fills, then at most FIRST_OWN_BUFFER, and past that
+            # never more than GROWTH times what arrived.
+            assert own <= max(FIRST_OWN_BUFFER, GROWTH * pos) if pos >= SCRATCH_SIZE else own == 0
             peak_ratio = max(peak_ratio, own / pos)
     assert reader.next_frame() == body
     assert peak_ratio > 1  # it did allocate ahead of the bytes, within the bound
