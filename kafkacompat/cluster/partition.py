@@ -190,7 +190,7 @@ class Partition:
         if isolation != FetchIsolation.TXN_COMMITTED:
             return LogReadResult(records, hw, last_stable_offset, start)
         aborted: list[AbortedTxn] = []
-        if records:
+        if records and self.log.has_aborted_txns_from(fetch_offset):
             aborted = self.log.collect_aborted_txns(fetch_offset, _next_offset(records))
         return LogReadResult(records, hw, last_stable_offset, start, aborted)
 

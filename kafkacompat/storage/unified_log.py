@@ -163,6 +163,15 @@ class UnifiedLog:
                     )
                 )
 
+    def has_aborted_txns_from(self, fetch_offset: int) -> bool:
+        """Whether any segment from the one holding ``fetch_offset`` on has an aborted
+        transaction: a read_committed fetch of a log without any skips working out the
+        upper bound of what it read (a walk over every batch header in the response)."""
+        self.first_unstable_offset  # noqa: B018  # the state's load rebuilds the indexes
+        return any(
+            index.last_offset is not None for index in self.local.txn_indexes_from(fetch_offset)
+        )
+
     def collect_aborted_txns(self, fetch_offset: int, upper_bound_offset: int) -> list[AbortedTxn]:
         """The aborted transactions overlapping [fetch_offset, upper_bound_offset) (Kafka's
         ``collectAbortedTransactions``), from the segment holding ``fetch_offset`` on."""
