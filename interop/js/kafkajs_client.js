@@ -7,10 +7,15 @@
 //     "acks": -1|0|1, "idempotent": bool}
 //       -> {"ok": true, "result": [[{partition, errorCode, baseOffset}], ...]} (one per send)
 //   {"op": "fetch", "brokers": [...], "topic": "t", "partition": 0, "offset": 0,
-//     "count": n, "timeoutMs": ms}
+//     "count": n, "timeoutMs": ms, "isolationLevel": 0|1 (default 1, read_committed)}
 //       -> {"ok": true, "result": [{"offset", "timestamp", "key", "value", "headers"}]}
 //   {"op": "admin", "brokers": [...], "calls": [{"method": "createTopics", "args": [...]}]}
 //       -> {"ok": true, "result": [<each call's return value>]}
+//   {"op": "transaction", "brokers": [...], "transactionalId": "t", "topic": "t",
+//     "transactions": [{"partition": 0, "records": [...], "end": "commit|abort",
+//     "sendOffsets": null | {"consumerGroupId": "g", "topics": [...]}}]}
+//       -> {"ok": true, "result": [[{partition, errorCode, baseOffset}], ...]} (one per
+//          transaction, all by one producer: idempotent, one request in flight)
 //
 // Errors come back as {"ok": false, "error": {name, type, message, retriable, ...}} so the
 // tests can assert on the Kafka error kafkajs surfaced.  Logs go to stderr only.
@@ -151,6 +156,40 @@ async function produce(command) {
   }
 }
 
+async function transaction(command) {
+  // kafkajs insists on idempotence and one request in flight for a transactional producer.
+  const producer = client(command).producer({
+    transactionalId: command.transactionalId,
+    idempotent: true,
+    maxInFlightRequests: 1,
+    transactionTimeout: command.transactionTimeoutMs || 60000,
+  })
+  await producer.connect()
+  try {
+    const results = []
+    for (const spec of command.transactions) {
+      const txn = await producer.transaction()
+      try {
+        results.push(
+          await txn.send({
+            topic: command.topic,
+            messages: spec.records.map(r => ({ ...toMessage(r), partition: spec.partition ?? 0 })),
+          })
+        )
+        if (spec.sendOffsets) await txn.sendOffsets(spec.sendOffsets)
+      } catch (error) {
+        await txn.abort()
+        throw error
+      }
+      if (spec.end === 'abort') await txn.abort()
+      else await txn.commit()
+    }
+    return results
+  } finally {
+    await producer.disconnect()
+  }
+}
+
 function clusterOf(kafka) {
   const create = Object.getOwnPropertySymbols(kafka).find(
     s => s.description === 'private:Kafka:createCluster'
@@ -182,7 +221,7 @@ async function fetchRecords(command) {
     while (records.length < command.count && Date.now() < deadline) {
       const response = await broker.fetch({
         replicaId: -1,
-        isolationLevel: 1,
+        isolationLevel: command.isolationLevel ?? 1,
         maxWaitTime: 500,
         minBytes: 1,
         maxBytes: 64 * 1024 * 1024,
@@ -204,8 +243,14 @@ async function fetchRecords(command) {
         offset = BigInt(batch.lastOffset()) + 1n
         continue
       }
+      // The Batch drops control records and, under read_committed, the records of aborted
+      // transactions (the response's abortedTransactions), as kafkajs's consumer does; the
+      // offset moves past whatever it dropped.
+      const kept = new Set(batch.messages.map(message => String(message.offset)))
       for (const message of partition.messages) {
-        if (message.isControlRecord || BigInt(message.offset) < offset) continue
+        if (BigInt(message.offset) < offset) continue
+        offset = BigInt(message.offset) + 1n
+        if (!kept.has(String(message.offset))) continue
         records.push({
           offset: Number(message.offset),
           timestamp: Number(message.timestamp),
@@ -213,7 +258,6 @@ async function fetchRecords(command) {
           value: b64(message.value),
           headers: headersOut(message.headers || {}),
         })
-        offset = BigInt(message.offset) + 1n
       }
     }
     return records.slice(0, command.count)
@@ -236,7 +280,7 @@ async function admin(command) {
   }
 }
 
-const OPS = { produce, fetch: fetchRecords, admin }
+const OPS = { produce, fetch: fetchRecords, admin, transaction }
 
 function describeError(error) {
   const out = {
