@@ -189,6 +189,54 @@ def test_open_transaction_holds_read_committed_at_the_lso(
     assert latest_offset(bootstrap, topic, 0, "read_committed", "kafka-python") == 6
 
 
+@pytest.mark.parametrize("then", ["commit", "fence"])
+def test_open_transaction_survives_broker_sigkill(
+    broker_factory: BrokerFactory, topic: str, then: str
+) -> None:
+    """A transaction open, its records flushed, when the broker is SIGKILLed: after the
+    restart (same data directory and port) the LSO still holds at its first offset (the
+    producer state is rebuilt from the log, the coordinator's from __transaction_state), and
+    the same producer can commit it, or a new one with its id fences it and it is aborted."""
+    from confluent_kafka import Producer
+
+    broker = broker_factory()
+    bootstrap = broker.bootstrap
+    create_topic(bootstrap, topic, 1)
+    txn_id = f"{topic}-txn"
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": txn_id})
+    producer.init_transactions(CLIENT_TIMEOUT_S)
+    producer.begin_transaction()
+    producer.produce(topic, value=b"c0", partition=0)
+    producer.commit_transaction(CLIENT_TIMEOUT_S)  # c0 at 0, marker at 1
+    producer.begin_transaction()
+    producer.produce(topic, value=b"r1", partition=0)
+    producer.produce(topic, value=b"r2", partition=0)
+    assert producer.flush(CLIENT_TIMEOUT_S) == 0  # r1, r2 at 2-3, open
+
+    assert broker.restart(signal.SIGKILL) == -signal.SIGKILL
+    assert latest_offset(bootstrap, topic, 0, "read_committed", "kafka-python") == 2
+    assert latest_offset(bootstrap, topic, 0, "read_uncommitted", "kafka-python") == 4
+    assert read_to_end(bootstrap, topic, 0, "read_committed") == ([(0, b"c0")], 2)
+
+    if then == "commit":
+        producer.produce(topic, value=b"r3", partition=0)
+        producer.commit_transaction(CLIENT_TIMEOUT_S)
+        expected = [(0, b"c0"), (2, b"r1"), (3, b"r2"), (4, b"r3")]
+    else:
+        new = Producer({"bootstrap.servers": bootstrap, "transactional.id": txn_id})
+        new.init_transactions(CLIENT_TIMEOUT_S)  # aborts the open transaction
+        del new
+        expected = [(0, b"c0")]
+    committed, end = read_to_end(bootstrap, topic, 0, "read_committed")
+    assert committed == expected
+    assert end == latest_offset(bootstrap, topic, 0, "read_uncommitted", "kafka-python")
+    del producer
+
+    # And once more, a clean restart: the markers and the LSO are where they were.
+    broker.restart(signal.SIGTERM)
+    assert read_to_end(bootstrap, topic, 0, "read_committed") == (expected, end)
+
+
 # -- zombies ------------------------------------------------------------------------------
 
 
