@@ -97,10 +97,11 @@ def test_committed_visible_to_both_isolations_aborted_only_to_read_uncommitted(
         assert latest_offset(broker.bootstrap, topic, 0, "read_uncommitted", reader) == 9
 
 
-def test_kafkajs_and_kafka_python_consumers_skip_aborted_records(
+def test_kafkajs_kafka_python_and_aiokafka_consumers_skip_aborted_records(
     broker: BrokerProcess, topic: str
 ) -> None:
-    """The other clients' consumers filter with the response's aborted transactions too."""
+    """The other clients' consumers filter with the response's aborted transactions too,
+    and their positions move past aborted records and markers to the end."""
     require("kafkajs")
     from interop.clients import consume, run_kafkajs
 
@@ -144,6 +145,36 @@ def test_kafkajs_and_kafka_python_consumers_skip_aborted_records(
         assert consumer.position(tp) == 7
     finally:
         consumer.close()
+    assert _aiokafka_read_committed(broker.bootstrap, topic, 7) == [b"c1"]
+
+
+def _aiokafka_read_committed(bootstrap: str, topic: str, end: int) -> list[bytes]:
+    """What an aiokafka read_committed consumer reads from 0 until its position is ``end``."""
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka import TopicPartition as ATopicPartition
+
+    async def run() -> list[bytes]:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=None, isolation_level="read_committed"
+        )
+        await asyncio.wait_for(consumer.start(), CLIENT_TIMEOUT_S)
+        try:
+            tp = ATopicPartition(topic, 0)
+            consumer.assign([tp])
+            consumer.seek(tp, 0)
+            seen: list[bytes] = []
+            deadline = time.monotonic() + CLIENT_TIMEOUT_S
+            while await consumer.position(tp) < end and time.monotonic() < deadline:
+                batches = await consumer.getmany(tp, timeout_ms=200)
+                seen += [m.value for m in batches.get(tp, [])]
+            assert await consumer.position(tp) == end
+            return seen
+        finally:
+            await asyncio.wait_for(consumer.stop(), 10)
+
+    return asyncio.run(run())
 
 
 # -- open transactions and the last stable offset --------------------------------------------
@@ -740,7 +771,7 @@ def test_0055_transactional_records_are_delivered_before_the_commit(
         {"bootstrap.servers": bootstrap, "transactional.id": f"{topic}-txn", "linger.ms": 0}
     )
     producer.init_transactions(CLIENT_TIMEOUT_S)
-    delivered: list[int] = []
+    delivered: list[int | None] = []
     for round_ in range(3):
         producer.begin_transaction()
         for i in range(5):

@@ -65,6 +65,7 @@ def _confluent(
             producer.produce(topic, value=value, partition=txn.partition)
         if txn.send_offsets is not None:
             group, offsets = txn.send_offsets
+            assert offsets_topic is not None
             # The group's metadata only: this consumer never joins (generation -1), as a
             # consumer with assigned partitions does not.
             consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
@@ -250,10 +251,12 @@ def read_to_end(
             if message is None:
                 continue
             error = message.error()
+            at = message.offset()
+            assert at is not None  # set on records and on partition EOF
             if error is None:
-                out.append((message.offset(), message.value()))
+                out.append((at, message.value()))
             elif error.code() == KafkaError._PARTITION_EOF:
-                return out, message.offset()
+                return out, at
             else:
                 raise ClientError("confluent", error.code(), str(error))
         raise AssertionError(f"no partition EOF in {timeout_s}s under {isolation}; read {out}")

@@ -17,8 +17,8 @@ committed positions add up to ``expected`` it exits 0.
 ``init_transactions`` comes before the committed offsets are read: it fences a previous
 instance with the same transactional id and aborts (or completes) that instance's open
 transaction, whose offsets would otherwise still be pending.  An abortable error aborts the
-transaction and rewinds to the last committed positions; a fatal one (fenced, say) exits 2,
-and the supervisor, here the test, starts a new instance.
+transaction and rewinds to the last committed positions (10 in a row exit 3); a fatal one
+(fenced, say) exits 2, and the supervisor, here the test, starts a new instance.
 
 ``pause_ms`` sleeps inside each transaction once its records are flushed, so that a kill
 most likely lands while a transaction is open.  ``hold_after`` n: after n committed
@@ -49,6 +49,7 @@ from confluent_kafka import (
 )
 
 TIMEOUT_S = 30.0
+MAX_ABORTS_IN_A_ROW = 10
 
 
 def emit(event: str, **fields: Any) -> None:
@@ -98,6 +99,7 @@ def run(spec: dict[str, Any]) -> int:
     consumer.assign([TopicPartition(topic_in, p, o) for p, o in committed.items()])
     emit("started", committed=sum(committed.values()))
     transactions = 0
+    aborts_in_a_row = 0
     try:
         while sum(committed.values()) < int(spec["expected"]):
             messages = consumer.consume(int(spec["batch"]), 0.5)
@@ -108,12 +110,14 @@ def run(spec: dict[str, Any]) -> int:
             try:
                 producer.begin_transaction()
                 for message in records:
-                    positions[message.partition()] = message.offset() + 1
+                    partition, offset = message.partition(), message.offset()
+                    assert partition is not None and offset is not None  # a record's
+                    positions[partition] = offset + 1
                     producer.produce(
                         topic_out,
                         key=message.key(),
                         value=b"out:" + (message.value() or b""),
-                        partition=message.partition(),
+                        partition=partition,
                     )
                 if spec.get("hold_after") is not None and transactions >= spec["hold_after"]:
                     producer.flush(TIMEOUT_S)
@@ -134,11 +138,18 @@ def run(spec: dict[str, Any]) -> int:
                     return 2
                 emit("aborted", error=str(error))
                 producer.abort_transaction(TIMEOUT_S)
+                aborts_in_a_row += 1
+                if aborts_in_a_row >= MAX_ABORTS_IN_A_ROW:
+                    # An error that every retry meets (a broker without TxnOffsetCommit,
+                    # say) is not transient: give up rather than spin.
+                    emit("fatal", error=f"{aborts_in_a_row} aborts in a row: {error}")
+                    return 3
                 # Back to what is committed: the aborted batch is read again.
                 consumer.assign([TopicPartition(topic_in, p, o) for p, o in committed.items()])
                 continue
             committed = positions
             transactions += 1
+            aborts_in_a_row = 0
             emit("committed", inputs=sum(committed.values()))
     finally:
         consumer.close()
