@@ -177,6 +177,38 @@ def _aiokafka_read_committed(bootstrap: str, topic: str, end: int) -> list[bytes
     return asyncio.run(run())
 
 
+def test_transaction_over_several_partitions_and_topics(broker: BrokerProcess, topic: str) -> None:
+    """One transaction writes to three partitions of one topic and one of another: a marker
+    goes to each, and each partition shows all or nothing of it."""
+    from confluent_kafka import Producer
+
+    bootstrap = broker.bootstrap
+    other = f"{topic}-other"
+    create_topic(bootstrap, topic, 3)
+    create_topic(bootstrap, other, 1)
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"{topic}-txn"})
+    producer.init_transactions(CLIENT_TIMEOUT_S)
+    for end in ("abort", "commit"):
+        producer.begin_transaction()
+        for partition in range(3):
+            producer.produce(topic, value=f"{end}-{partition}".encode(), partition=partition)
+        producer.produce(other, value=end.encode(), partition=0)
+        if end == "abort":
+            assert producer.flush(CLIENT_TIMEOUT_S) == 0
+            producer.abort_transaction(CLIENT_TIMEOUT_S)
+        else:
+            producer.commit_transaction(CLIENT_TIMEOUT_S)
+    for partition in range(3):
+        # abort-N at 0, its marker at 1, commit-N at 2, its marker at 3.
+        read = read_to_end(bootstrap, topic, partition, "read_committed")
+        assert read == ([(2, f"commit-{partition}".encode())], 4)
+        assert values_to_end(bootstrap, topic, "read_uncommitted", partition) == [
+            f"abort-{partition}".encode(),
+            f"commit-{partition}".encode(),
+        ]
+    assert read_to_end(bootstrap, other, 0, "read_committed") == ([(2, b"commit")], 4)
+
+
 # -- open transactions and the last stable offset --------------------------------------------
 
 
