@@ -38,6 +38,7 @@ from interop.txn_clients import (
     read_to_end,
     transact,
     values_to_end,
+    wait_stable,
 )
 
 TXN_OFFSET_COMMIT = 28
@@ -198,6 +199,8 @@ def test_transaction_over_several_partitions_and_topics(broker: BrokerProcess, t
             producer.abort_transaction(CLIENT_TIMEOUT_S)
         else:
             producer.commit_transaction(CLIENT_TIMEOUT_S)
+    wait_stable(bootstrap, topic, range(3))
+    wait_stable(bootstrap, other)
     for partition in range(3):
         # abort-N at 0, its marker at 1, commit-N at 2, its marker at 3.
         read = read_to_end(bootstrap, topic, partition, "read_committed")
@@ -233,6 +236,10 @@ def test_open_transaction_holds_read_committed_at_the_lso(
     b.produce(topic, value=b"b1", partition=0)
     b.produce(topic, value=b"b2", partition=0)
     b.commit_transaction(CLIENT_TIMEOUT_S)  # b1, b2 at 1-2, marker at 3
+    wait_for(
+        lambda: latest_offset(bootstrap, topic, 0, "read_uncommitted", "confluent") == 4,
+        "B's commit marker",
+    )
 
     for reader in ("confluent", "kafka-python"):
         assert latest_offset(bootstrap, topic, 0, "read_committed", reader) == 0
@@ -248,6 +255,7 @@ def test_open_transaction_holds_read_committed_at_the_lso(
         a.flush(CLIENT_TIMEOUT_S)
         a.abort_transaction(CLIENT_TIMEOUT_S)
         expected = [(1, b"b1"), (2, b"b2")]
+    wait_stable(bootstrap, topic)
     assert read_to_end(bootstrap, topic, 0, "read_committed") == (expected, 6)
     assert latest_offset(bootstrap, topic, 0, "read_committed", "kafka-python") == 6
 
@@ -271,6 +279,7 @@ def test_open_transaction_survives_broker_sigkill(
     producer.begin_transaction()
     producer.produce(topic, value=b"c0", partition=0)
     producer.commit_transaction(CLIENT_TIMEOUT_S)  # c0 at 0, marker at 1
+    wait_stable(bootstrap, topic)
     producer.begin_transaction()
     producer.produce(topic, value=b"r1", partition=0)
     producer.produce(topic, value=b"r2", partition=0)
@@ -290,6 +299,7 @@ def test_open_transaction_survives_broker_sigkill(
         new.init_transactions(CLIENT_TIMEOUT_S)  # aborts the open transaction
         del new
         expected = [(0, b"c0")]
+    wait_stable(bootstrap, topic)
     committed, end = read_to_end(bootstrap, topic, 0, "read_committed")
     assert committed == expected
     assert end == latest_offset(bootstrap, topic, 0, "read_uncommitted", "kafka-python")
@@ -312,6 +322,7 @@ def test_zombie_producer_is_fenced(broker: BrokerProcess, client: str, topic: st
     txn_id = f"{topic}-txn"
     error = _ZOMBIES[client](bootstrap, txn_id, topic)
     assert "fenc" in error.lower() or "epoch" in error.lower(), error
+    wait_stable(bootstrap, topic)
     assert values_to_end(bootstrap, topic, "read_committed") == [b"new"]
     uncommitted = values_to_end(bootstrap, topic, "read_uncommitted")
     assert uncommitted[0] == b"zombie" and uncommitted[-1] == b"new"
@@ -549,6 +560,7 @@ def _assert_exactly_once(spec: dict[str, Any]) -> dict[str, int]:
     bootstrap = spec["bootstrap"]
     seen: Counter[bytes | None] = Counter()
     uncommitted = 0
+    wait_stable(bootstrap, spec["output"], range(PARTITIONS))
     for partition in range(PARTITIONS):
         read, _ = read_to_end(bootstrap, spec["output"], partition, "read_committed")
         seen.update(value for _, value in read)
@@ -563,8 +575,9 @@ def _assert_exactly_once(spec: dict[str, Any]) -> dict[str, int]:
     extra = set(seen) - set(inputs)
     assert (duplicates, missing, extra) == ({}, set(), set())
     tps = [(spec["input"], p) for p in range(PARTITIONS)]
-    offsets = committed_offsets(bootstrap, spec["group"], tps)
-    assert offsets == {tp: INPUTS_PER_PARTITION for tp in tps}
+    expected = {tp: INPUTS_PER_PARTITION for tp in tps}
+    # The offsets become committed when the marker reaches __consumer_offsets, after EndTxn.
+    wait_for(lambda: committed_offsets(bootstrap, spec["group"], tps) == expected, "offsets")
     return {"outputs": sum(seen.values()), "read_uncommitted": uncommitted}
 
 
@@ -592,13 +605,14 @@ def test_consume_transform_produce_survives_application_sigkill(
     first = _start(apps, {**spec, "hold_after": 5}, tmp_path)
     wait_for(lambda: first.has("holding") or first.process.poll() is not None, "holding")
     assert first.has("holding"), first.describe()
-    assert first.committed() == 50
+    assert first.committed() > 0
+    (held,) = [e["records"] for e in first.events() if e["event"] == "holding"]
     first.kill()
     _start(apps, spec, tmp_path)
     _supervise(apps, spec, tmp_path, limit=0)
     counts = _assert_exactly_once(spec)
-    # The held transaction's 10 records are in the log, aborted.
-    assert counts["read_uncommitted"] == spec["expected"] + 10
+    # The held transaction's records are in the log, aborted.
+    assert counts["read_uncommitted"] == spec["expected"] + held
 
 
 @pytest.mark.xfail(reason=TXN_OFFSETS_MISSING, strict=False)
@@ -645,7 +659,7 @@ def test_send_offsets_commit_with_the_transaction(
         offsets_topic=inputs[0],
     )
     assert values_to_end(bootstrap, topic, "read_committed") == [b"out-1"]
-    assert committed_offsets(bootstrap, group, [inputs]) == {inputs: 5}
+    wait_for(lambda: committed_offsets(bootstrap, group, [inputs]) == {inputs: 5}, "offset 5")
     transact(
         client,
         bootstrap,
@@ -654,7 +668,7 @@ def test_send_offsets_commit_with_the_transaction(
         [Txn([b"out-3"], "commit", send_offsets=(group, {0: 7}))],
         offsets_topic=inputs[0],
     )
-    assert committed_offsets(bootstrap, group, [inputs]) == {inputs: 7}
+    wait_for(lambda: committed_offsets(bootstrap, group, [inputs]) == {inputs: 7}, "offset 7")
     assert values_to_end(bootstrap, topic, "read_committed") == [b"out-1", b"out-3"]
 
 
@@ -821,4 +835,5 @@ def test_0055_transactional_records_are_delivered_before_the_commit(
         producer.commit_transaction(CLIENT_TIMEOUT_S)
     # Each round's 5 records and its marker.
     assert delivered == [0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 12, 13, 14, 15, 16]
+    wait_stable(bootstrap, topic)
     assert len(values_to_end(bootstrap, topic, "read_committed")) == 15

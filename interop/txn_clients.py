@@ -44,6 +44,30 @@ def transact(
 ) -> None:
     """Run ``transactions`` in order with one transactional producer of ``client``."""
     _RUNNERS[client](bootstrap, transactional_id, topic, transactions, offsets_topic)
+    wait_stable(bootstrap, topic, sorted({txn.partition for txn in transactions}))
+
+
+def wait_stable(
+    bootstrap: str, topic: str, partitions: Sequence[int] = (0,), timeout_s: float = 15.0
+) -> None:
+    """Wait until no transaction is open on ``partitions``: the LSO is the high watermark.
+
+    EndTxn answers once the coordinator has logged PrepareCommit or PrepareAbort; the
+    markers are written after the answer (in Kafka as here), so a reader right after a
+    commit may still find the LSO before it.  A marker that never comes fails here."""
+    for partition in partitions:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            stable = latest_offset(bootstrap, topic, partition, "read_committed", "confluent")
+            high = latest_offset(bootstrap, topic, partition, "read_uncommitted", "confluent")
+            if stable == high:
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{topic}[{partition}]: LSO {stable} still below the high watermark "
+                    f"{high} after {timeout_s}s: a marker not written?"
+                )
+            time.sleep(0.05)
 
 
 def _confluent(

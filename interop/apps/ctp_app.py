@@ -28,7 +28,8 @@ certain.
 
 Progress goes to stdout, one JSON object per line: ``{"event": "started"}``,
 ``{"event": "committed", "inputs": n}`` (inputs committed so far by all instances),
-``{"event": "aborted", "error": "..."}``, ``{"event": "holding"}``, ``{"event": "done"}``.
+``{"event": "aborted", "error": "..."}``, ``{"event": "fatal", "error": "..."}``,
+``{"event": "holding", "records": n}`` (the held transaction's records), ``{"event": "done"}``.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ def run(spec: dict[str, Any]) -> int:
                     )
                 if spec.get("hold_after") is not None and transactions >= spec["hold_after"]:
                     producer.flush(TIMEOUT_S)
-                    emit("holding")
+                    emit("holding", records=len(records))
                     time.sleep(3600)
                 if spec.get("pause_ms"):
                     producer.flush(TIMEOUT_S)
