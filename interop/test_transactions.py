@@ -582,11 +582,14 @@ def _assert_exactly_once(spec: dict[str, Any]) -> dict[str, int]:
 
 
 @pytest.mark.xfail(reason=TXN_OFFSETS_MISSING, strict=False)
+@pytest.mark.parametrize("membership", ["assign", "subscribe"])
 def test_consume_transform_produce_exactly_once(
-    broker: BrokerProcess, topic: str, apps: list[App], tmp_path: Path
+    broker: BrokerProcess, topic: str, apps: list[App], tmp_path: Path, membership: str
 ) -> None:
+    """Assigned partitions send offsets with generation -1 (no member); a subscribed group
+    member sends its generation and member id."""
     requires_txn_offset_commit(broker.bootstrap)
-    spec = _ctp_setup(broker.bootstrap, topic)
+    spec = {**_ctp_setup(broker.bootstrap, topic), "subscribe": membership == "subscribe"}
     _start(apps, spec, tmp_path)
     _supervise(apps, spec, tmp_path, limit=0)
     counts = _assert_exactly_once(spec)

@@ -6,10 +6,11 @@ the broker under it, mid-run:
 
     SPEC: {"bootstrap": "host:port", "input": "t", "output": "t", "partitions": n,
            "group": "g", "transactional_id": "x", "expected": n, "batch": 10,
-           "pause_ms": 0, "hold_after": null}
+           "pause_ms": 0, "hold_after": null, "subscribe": false}
 
-It reads the input topic under read_committed by manual assignment of every partition
-(positions from the group's committed offsets), and for each batch, in one transaction,
+It reads the input topic under read_committed, by manual assignment of every partition
+(positions from the group's committed offsets), or with ``subscribe`` as the group's one
+member, and for each batch, in one transaction,
 produces ``out:<value>`` to the same partition of the output topic and sends the batch's
 next offsets to the transaction (``send_offsets_to_transaction``), then commits.  When the
 committed positions add up to ``expected`` it exits 0.
@@ -97,7 +98,13 @@ def run(spec: dict[str, Any]) -> int:
         }
     )
     committed = committed_positions(consumer, topic_in, partitions)
-    consumer.assign([TopicPartition(topic_in, p, o) for p, o in committed.items()])
+    subscribe = bool(spec.get("subscribe"))
+    if subscribe:
+        # A group member: librdkafka starts each assigned partition at the committed offset,
+        # and the transaction's offsets carry the member's generation (KIP-447).
+        consumer.subscribe([topic_in])
+    else:
+        consumer.assign([TopicPartition(topic_in, p, o) for p, o in committed.items()])
     emit("started", committed=sum(committed.values()))
     transactions = 0
     aborts_in_a_row = 0
@@ -146,7 +153,12 @@ def run(spec: dict[str, Any]) -> int:
                     emit("fatal", error=f"{aborts_in_a_row} aborts in a row: {error}")
                     return 3
                 # Back to what is committed: the aborted batch is read again.
-                consumer.assign([TopicPartition(topic_in, p, o) for p, o in committed.items()])
+                rewind = [TopicPartition(topic_in, p, o) for p, o in committed.items()]
+                if subscribe:
+                    for tp in rewind:
+                        consumer.seek(tp)
+                else:
+                    consumer.assign(rewind)
                 continue
             committed = positions
             transactions += 1
