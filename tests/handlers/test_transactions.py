@@ -520,3 +520,33 @@ def test_init_producer_id_checks_the_timeout(tmp_path: Path, version: int) -> No
         assert (ok.error_code, ok.producer_epoch) == (E.NONE, 0)
 
     run_with_broker(tmp_path, scenario, props={"transaction.max.timeout.ms": "5000"})
+
+
+def test_a_restart_answers_load_in_progress_until_the_load_is_done(tmp_path: Path) -> None:
+    async def before(broker: Broker, _clock: Clock) -> None:
+        for n in range(30):
+            assert (await Txn(broker, f"id-{n}").init()).error_code == E.NONE
+
+    run_with_broker(tmp_path, before)
+
+    config = BrokerConfig({"transaction.state.log.num.partitions": "4"})
+    broker = Broker(config, engine="disk", data_dir=tmp_path)
+
+    async def main() -> None:
+        broker.start(load_groups=False)  # as the server starts: listen first, load after
+        try:
+            request = InitProducerIdRequest(transactional_id="id-7", transaction_timeout_ms=60_000)
+            broker.begin_txn_load()
+            assert not broker.txn_coordinator.is_active
+            assert (await send(broker, request, 4)).error_code == E.COORDINATOR_LOAD_IN_PROGRESS
+            await asyncio.wait_for(broker.load_transactions(), TIMEOUT)
+            assert broker.txn_coordinator.is_active
+            answer = await send(broker, request, 4)
+            assert (answer.error_code, answer.producer_epoch) == (E.NONE, 1)  # loaded epoch 0
+            listed = broker.txn_coordinator.handle_list_transactions()
+            assert len(listed.transaction_states) == 30
+        finally:
+            await broker.shutdown_transactions(TIMEOUT)
+            broker.shutdown()
+
+    asyncio.run(main())
