@@ -550,3 +550,42 @@ def test_a_restart_answers_load_in_progress_until_the_load_is_done(tmp_path: Pat
             broker.shutdown()
 
     asyncio.run(main())
+
+
+def test_a_stop_between_prepare_commit_and_the_markers_commits_on_restart(
+    tmp_path: Path,
+) -> None:
+    async def before(broker: Broker, _clock: Clock) -> None:
+        broker.controller.create_topic("t", 2)
+        txn = Txn(broker, "half")
+        await txn.init()
+        await txn.add(("t", 0), ("t", 1))
+        await txn.produce("t", 0, [b"p0"])
+        await txn.produce("t", 1, [b"p1"])
+        writes: list[frozenset[tuple[str, int]]] = []
+
+        async def unavailable(*args: Any) -> dict[tuple[str, int], E]:
+            writes.append(args[-1])
+            return dict.fromkeys(args[-1], E.NOT_LEADER_OR_FOLLOWER)  # retried, never written
+
+        broker.txn_markers.write_txn_markers = unavailable  # type: ignore[method-assign]
+        assert await txn.end(commit=True) == E.NONE  # PrepareCommit is in the log
+        await asyncio.sleep(0.3)
+        assert len(writes) >= 2  # the coordinator keeps retrying
+        assert broker.txn_coordinator.handle_describe_transactions("half").transaction_state == (
+            "PrepareCommit"
+        )
+        assert data_values(await fetch(broker, "t", READ_COMMITTED)) == []
+        # The stop cancels the retries: the markers were never written.
+        await broker.shutdown_transactions(0.1)
+
+    async def after(broker: Broker, _clock: Clock) -> None:
+        # The load found PrepareCommit and finished the commit: both partitions, never half.
+        await broker.txn_coordinator.wait_for_markers()
+        state = broker.txn_coordinator.handle_describe_transactions("half").transaction_state
+        assert state == "CompleteCommit"
+        assert data_values(await fetch(broker, "t", READ_COMMITTED, 0)) == [b"p0"]
+        assert data_values(await fetch(broker, "t", READ_COMMITTED, 1)) == [b"p1"]
+
+    run_with_broker(tmp_path, before)
+    run_with_broker(tmp_path, after)
