@@ -149,6 +149,7 @@ class Broker:
         self._txn_log: TransactionStateLog | None = None
         self._txn_markers: LocalTxnMarkerWriter | None = None
         self._txn_load: Generator[None, None, None] | None = None
+        self._txn_load_begun = False
         self._log_cleaner: LogCleanerManager | None = None
         self.started = False
         self._group_load: Generator[None, None, LoadedGroups] | None = None
@@ -243,6 +244,8 @@ class Broker:
             self._txn_coordinator = TransactionCoordinator(
                 manager, self.producer_ids, self._txn_markers, self.now_ms
             )
+            if self.started:
+                self.begin_txn_load()  # nobody may see the partitions before they are loading
         return self._txn_coordinator
 
     @property
@@ -276,7 +279,9 @@ class Broker:
     def begin_txn_load(self) -> None:
         """Mark every partition of ``__transaction_state`` loading (transactional requests
         hear COORDINATOR_LOAD_IN_PROGRESS) and take the load's first step."""
-        if self._txn_load is None and not self.txn_coordinator.is_active:
+        coordinator = self.txn_coordinator
+        if self._txn_load is None and not coordinator.is_active and not self._txn_load_begun:
+            self._txn_load_begun = True
             self._txn_load = self._txn_load_steps()
             self._step_txn_load()
 

@@ -154,7 +154,9 @@ class BrokerServer:
         self._warm_up = loop.run_in_executor(None, load_all)
         broker.begin_group_load()  # from now on group requests hear COORDINATOR_LOAD_IN_PROGRESS
         self._group_load = loop.create_task(broker.load_groups())
-        broker.begin_txn_load()  # transactional requests: COORDINATOR_LOAD_IN_PROGRESS till done
+        # __transaction_state in a task of its own: its first step, a turn of the loop later,
+        # marks the partitions loading (a transactional request arriving before that builds
+        # the coordinator and begins the load itself).
         self._txn_load = loop.create_task(broker.load_transactions())
 
     def _apply_dynamic_configs(self, broker: Broker) -> None:
