@@ -11,6 +11,7 @@ offsets are predictable: each transaction ends with one control record (its mark
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -486,8 +487,12 @@ class App:
             )  # fmt: skip
 
     def events(self) -> list[dict[str, Any]]:
-        lines = self.out_path.read_text().splitlines()
-        return [json.loads(line) for line in lines if line.startswith("{")]
+        out: list[dict[str, Any]] = []
+        for line in self.out_path.read_text().splitlines():
+            # A line still being written (the last one) is not an event yet.
+            with contextlib.suppress(json.JSONDecodeError):
+                out.append(json.loads(line))
+        return out
 
     def committed(self) -> int:
         done = [e["inputs"] for e in self.events() if e["event"] == "committed"]
