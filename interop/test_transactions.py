@@ -617,6 +617,20 @@ def test_consume_transform_produce_survives_application_sigkill(
     assert first.committed() > 0
     (held,) = [e["records"] for e in first.events() if e["event"] == "holding"]
     first.kill()
+    # Atomic so far: with the held transaction still open (nothing has fenced it yet), the
+    # outputs read_committed sees and the group's committed offsets both count exactly the
+    # inputs of the committed transactions.
+    done = first.committed()
+    tps = [(spec["input"], p) for p in range(PARTITIONS)]
+    wait_for(
+        lambda: sum(committed_offsets(broker.bootstrap, spec["group"], tps).values()) == done,
+        f"{done} inputs committed",
+    )
+    visible = sum(
+        len(read_to_end(broker.bootstrap, spec["output"], p, "read_committed")[0])
+        for p in range(PARTITIONS)
+    )
+    assert visible == done
     _start(apps, spec, tmp_path)
     _supervise(apps, spec, tmp_path, limit=0)
     counts = _assert_exactly_once(spec)
