@@ -538,6 +538,7 @@ class Broker:
             tp, plan = picked
             partition = self.replica_manager.get_partition(*tp)
             producers = None if partition is None else partition.log.producer_last_offsets()
+            epochs = None if partition is None else partition.log.producer_epochs_without_data()
             plan.open_files()
             try:
                 result = await loop.run_in_executor(
@@ -548,6 +549,7 @@ class Broker:
                         now_ms=now,
                         map_budget_bytes=cleaner.map_budget_bytes,
                         producer_last_offsets=producers,
+                        producer_epochs=epochs,
                         cancelled=cleaner.cancelled,
                     ),
                 )

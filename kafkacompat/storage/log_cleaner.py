@@ -58,6 +58,7 @@ from kafkacompat.records.batch import (
     FIELD_BASE_TIMESTAMP,
     FIELD_LAST_OFFSET_DELTA,
     FIELD_MAX_TIMESTAMP,
+    FIELD_PRODUCER_EPOCH,
     FIELD_PRODUCER_ID,
     FIELD_RECORDS_COUNT,
     TRANSACTIONAL_FLAG_MASK,
@@ -299,6 +300,23 @@ def _is_last_of_producer(
     )
 
 
+def _is_last_marker_of_producer(
+    fields: BatchFields,
+    producer_last_offsets: Mapping[int, int] | None,
+    producer_epochs: Mapping[int, int] | None,
+) -> bool:
+    """Whether a marker must keep its header: its producer has no data batch left in its
+    state (an epoch bump clears them) and the marker is of its current epoch, which fences
+    older ones after a restart (the third case of Kafka's ``isBatchLastRecordOfProducer``)."""
+    producer_id = fields[FIELD_PRODUCER_ID]
+    if producer_last_offsets is None:
+        return producer_id >= 0
+    return (
+        producer_epochs is not None
+        and producer_epochs.get(producer_id) == (fields[FIELD_PRODUCER_EPOCH])
+    )
+
+
 def _clean_group(
     group: list[SegmentSnapshot],
     writer: CleanedSegmentWriter,
@@ -308,6 +326,7 @@ def _clean_group(
     now_ms: int,
     delete_retention_ms: int,
     producer_last_offsets: Mapping[int, int] | None,
+    producer_epochs: Mapping[int, int] | None,
     stats: CleanerStats,
     cancelled: threading.Event | None,
 ) -> None:
@@ -336,6 +355,7 @@ def _clean_group(
                         now_ms=now_ms,
                         delete_retention_ms=delete_retention_ms,
                         producer_last_offsets=producer_last_offsets,
+                        producer_epochs=producer_epochs,
                         stats=stats,
                     )
                     continue
@@ -402,6 +422,7 @@ def _clean_control_batch(
     now_ms: int,
     delete_retention_ms: int,
     producer_last_offsets: Mapping[int, int] | None,
+    producer_epochs: Mapping[int, int] | None,
     stats: CleanerStats,
 ) -> None:
     """A marker (Kafka's ``checkBatchRetention`` for a control batch): kept while its
@@ -415,7 +436,7 @@ def _clean_control_batch(
         return
     if not fields[FIELD_ATTRIBUTES] & DELETE_HORIZON_FLAG_MASK:
         if control_type is None:  # emptied already, and kept as its producer's last
-            if _is_last_of_producer(fields, last_offset, producer_last_offsets):
+            if _is_last_marker_of_producer(fields, producer_last_offsets, producer_epochs):
                 writer.write(batch, last_offset, max_timestamp)
             return
         try:
@@ -434,7 +455,7 @@ def _clean_control_batch(
         writer.write(batch, last_offset, max_timestamp)
         return
     stats.markers_removed += 1
-    if _is_last_of_producer(fields, last_offset, producer_last_offsets):
+    if _is_last_marker_of_producer(fields, producer_last_offsets, producer_epochs):
         writer.write(empty_batch(batch, fields), last_offset, max_timestamp)
 
 
@@ -444,14 +465,19 @@ def clean(
     now_ms: int,
     map_budget_bytes: int,
     producer_last_offsets: Mapping[int, int] | None = None,
+    producer_epochs: Mapping[int, int] | None = None,
     cancelled: threading.Event | None = None,
 ) -> CleanResult:
     """One round over a planned log; runs in a worker thread on the plan's descriptors, closes
     them itself when done (the caller may stop waiting at shutdown while it still reads), and
     touches nothing the event loop uses. ``producer_last_offsets`` maps each active producer id
-    to the last offset of its last batch (None: keep every emptied idempotent batch's header)."""
+    to the last offset of its last batch (None: keep every emptied idempotent batch's header);
+    ``producer_epochs`` each active producer with no data batch left to its epoch (its markers
+    of that epoch keep their headers)."""
     try:
-        return _clean(plan, now_ms, map_budget_bytes, producer_last_offsets, cancelled)
+        return _clean(
+            plan, now_ms, map_budget_bytes, producer_last_offsets, producer_epochs, cancelled
+        )
     finally:
         plan.close_files()
 
@@ -461,6 +487,7 @@ def _clean(
     now_ms: int,
     map_budget_bytes: int,
     producer_last_offsets: Mapping[int, int] | None,
+    producer_epochs: Mapping[int, int] | None,
     cancelled: threading.Event | None,
 ) -> CleanResult:
     settings = cleaner_settings(plan.log)
@@ -487,6 +514,7 @@ def _clean(
                     now_ms=now_ms,
                     delete_retention_ms=settings.delete_retention_ms,
                     producer_last_offsets=producer_last_offsets,
+                    producer_epochs=producer_epochs,
                     stats=stats,
                     cancelled=cancelled,
                 )

@@ -193,6 +193,21 @@ class UnifiedLog:
             if entry.batches
         }
 
+    def producer_epochs_without_data(self) -> dict[int, int] | None:
+        """Each active producer with no data batch in its state (an epoch bump, such as the
+        coordinator's abort of a timed-out transaction, clears them) and its epoch: the
+        cleaner keeps the header of its markers of that epoch, which fence older epochs
+        (Kafka's ``lastRecordsOfActiveProducers`` with no last data offset). None when the
+        state was never loaded since start-up."""
+        state = self._producer_state
+        if state is None:
+            return None
+        return {
+            producer_id: entry.producer_epoch
+            for producer_id, entry in state.active_producers.items()
+            if not entry.batches
+        }
+
     def _on_roll(self, new_base_offset: int) -> None:
         state = self._producer_state
         if state is not None and state.map_end_offset <= new_base_offset:

@@ -103,6 +103,7 @@ class TxnLog:
             now_ms=now_ms,
             map_budget_bytes=1 << 20,
             producer_last_offsets=self.log.producer_last_offsets(),
+            producer_epochs=self.log.producer_epochs_without_data(),
         )
         for cleaned in result.cleaned:
             assert self.local.replace_segments(cleaned, now_ms)
@@ -279,6 +280,34 @@ def test_an_aborted_batch_that_is_its_producers_last_keeps_its_header(tmp_path: 
     assert log.committed_view() == [(3, b"k9", b"v9"), (4, b"z", b"z")]
     # The producer's next sequence is still accepted after it.
     assert log.write([(b"k1", b"c1")], pid=3) == 5
+
+
+def test_a_marker_that_bumped_its_producers_epoch_keeps_its_header(tmp_path: Path) -> None:
+    log = TxnLog(tmp_path)
+    log.write([(b"k1", b"a1")], pid=8)  # 0, epoch 0
+    # The coordinator aborts the timed-out transaction with a bumped epoch: the producer's
+    # state keeps no data batch of epoch 1, and this marker is what carries that epoch.
+    blob = build_end_transaction_marker_batch(
+        control_type=ABORT, producer_id=8, producer_epoch=1, coordinator_epoch=0, timestamp=NOW
+    )
+    log.partition.append_records_to_leader(bytearray(blob), now_ms=NOW, from_client=False)  # 1
+    log.write([(b"k2", b"v2")])  # 2
+    log.roll()
+    log.write([(b"z", b"z")])  # 3
+    assert log.log.producer_epochs_without_data() == {8: 1}
+
+    first = log.round()
+    assert [b.base_offset for b in log.batches()] == [1, 2, 3]  # no header: not its last
+    second = log.round(LATER, first.end_offset)
+    assert markers(log) == [(1, LATER + RETENTION)]
+    third = log.round(LATER + RETENTION, second.end_offset)
+    fourth = log.round(LATER + 2 * RETENTION, third.end_offset)
+
+    assert third.stats.markers_removed == 1 and fourth.stats.markers_removed == 0
+    header = log.batches()[0]
+    assert (header.base_offset, header.records_count, header.is_control) == (1, 0, True)
+    assert (header.producer_id, header.producer_epoch) == (8, 1)
+    assert log.committed_view() == [(2, b"k2", b"v2"), (3, b"z", b"z")]
 
 
 def test_an_aborted_transaction_whose_marker_is_past_the_cleanable_range(tmp_path: Path) -> None:
