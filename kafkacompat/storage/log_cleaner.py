@@ -311,10 +311,8 @@ def _is_last_marker_of_producer(
     producer_id = fields[FIELD_PRODUCER_ID]
     if producer_last_offsets is None:
         return producer_id >= 0
-    return (
-        producer_epochs is not None
-        and producer_epochs.get(producer_id) == (fields[FIELD_PRODUCER_EPOCH])
-    )
+    epoch = None if producer_epochs is None else producer_epochs.get(producer_id)
+    return epoch is not None and epoch == fields[FIELD_PRODUCER_EPOCH]
 
 
 def _clean_group(
