@@ -175,14 +175,18 @@ class LogCleanerManager:
                 or partition_log.offline_reason is not None  # left as is for recovery
             ):
                 continue
-            plan = cleanable_range(
-                partition_log,
-                self.checkpoint.first_dirty_offset(tp, partition_log),
-                now_ms,
-                None if first_unstable_offset is None else first_unstable_offset(tp),
-            )
+            first_dirty = self.checkpoint.first_dirty_offset(tp, partition_log)
+            plan = cleanable_range(partition_log, first_dirty, now_ms)
             if plan is None or not plan.should_clean():
                 continue
+            if first_unstable_offset is not None:
+                # Asked only of a log dirty enough without it (the bound only narrows the
+                # range, so it never makes a log dirtier): it may load the producer state.
+                plan = cleanable_range(
+                    partition_log, first_dirty, now_ms, first_unstable_offset(tp)
+                )
+                if plan is None or not plan.should_clean():
+                    continue
             if best is None or (plan.forced, plan.dirty_ratio) > (
                 best[1].forced,
                 best[1].dirty_ratio,
