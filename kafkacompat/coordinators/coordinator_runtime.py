@@ -13,12 +13,18 @@ its group's shard:
   start-up), tells the result's ``append_future`` callbacks how the append went and returns
   the response.  If the append fails nothing is replayed, the callbacks hear the error and
   the response is what ``on_error`` makes of it (Kafka answers COORDINATOR_NOT_AVAILABLE or
-  NOT_COORDINATOR, depending on the storage's error).
+  NOT_COORDINATOR, depending on the storage's error).  Each record is replayed with its
+  offset in the log, which orders transactional and plain offset commits.
+* a *transactional write operation* (TxnOffsetCommit) is a write whose batch is a
+  transactional producer's: its records replay as that producer's pending records, which a
+  marker later decides (``shard.replay_end_transaction_marker``, run as a write with no
+  records: the transaction coordinator wrote the marker).
 * a *read operation* is ``op(shard)``: no records, no changes.
 * a *timer* (:class:`CoordinatorTimer`) runs a write operation later: session expirations,
   rebalance timeouts and the offsets retention check write their records like any request.
 * the *load* at start-up reads each partition (:mod:`kafkacompat.coordinators.group_loader`)
-  and replays its records into a fresh shard; requests get COORDINATOR_LOAD_IN_PROGRESS
+  and replays its records into a fresh shard, the transactions still open at the log's end
+  as pending records first; requests get COORDINATOR_LOAD_IN_PROGRESS
   meanwhile (the service checks :attr:`CoordinatorRuntime.loading` before it schedules).
 
 As in Kafka, some state is changed by the operation itself rather than by replay: a classic

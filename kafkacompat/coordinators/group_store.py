@@ -2,7 +2,8 @@
 
 SWAP POINT.  Nothing else in :mod:`kafkacompat.coordinators` touches the log: the runtime
 appends a write operation's records with :meth:`GroupStore.append` (one CreateTime batch per
-operation, to one partition, before the operation's response goes out) and the start-up load
+operation, to one partition, before the operation's response goes out; a transactional
+producer's batch for TxnOffsetCommit) and the start-up load
 reads through :meth:`GroupStore.log_start_offset` and :meth:`GroupStore.read`.  Today these
 reach the broker's :class:`~kafkacompat.storage.manager.LogManager` directly; a replica
 manager's append can replace them without the coordinator noticing, as long as the interface

@@ -12,6 +12,13 @@ Offsets of Empty groups expire ``offsets.retention.minutes`` after the group emp
 a timer of the shard removes them, and a group left Empty without offsets goes with them.  The
 offsets live on their groups (:attr:`GroupMetadata.offsets`), whose state decides expiry and
 OffsetDelete; the group manager owns the groups.
+
+TxnOffsetCommit is a write of the same records in a transactional producer's batch; they
+replay as pending offsets (:mod:`kafkacompat.coordinators.pending_offsets`) until the
+transaction's marker commits them into the groups (if no later commit holds the partition)
+or drops them.  Tombstones (OffsetDelete, DeleteGroups, deleted topics) cover pending
+offsets too, and retention leaves alone partitions and groups a transaction may still
+commit.
 """
 
 from __future__ import annotations
