@@ -139,7 +139,7 @@ class OffsetMetadataManager:
         if record.value is None:
             if group is not None:
                 group.offsets.pop(tp, None)
-            if self.pending:
+            if self.pending.open_by_group:
                 self.pending.on_tombstone(record.group_id, tp)
             return
         if group is None:
@@ -150,7 +150,7 @@ class OffsetMetadataManager:
             self.pending.add(producer_id, record.group_id, tp, record.value, record_offset)
             return
         group.offsets[tp] = record.value
-        if self.pending:
+        if self.pending.open_by_group:
             self.pending.on_committed(record.group_id, tp, record_offset)
 
     def replay_end_transaction_marker(self, producer_id: int, committed: bool) -> None:
@@ -378,7 +378,7 @@ class OffsetMetadataManager:
         """Drop every group's offsets of deleted partitions (DeleteTopics), the pending
         transactional ones too, as Kafka's onPartitionsDeleted does."""
         gone = set(partitions)
-        pending_gone = self.pending.remove_partitions(gone) if self.pending else {}
+        pending_gone = self.pending.remove_partitions(gone)
 
         def of_deleted(group: GroupMetadata) -> list[TopicPartition]:
             removed = [tp for tp in group.offsets if tp in gone]
