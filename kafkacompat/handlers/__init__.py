@@ -51,7 +51,7 @@ FAMILIES: Final[Mapping[str, tuple[int, ...]]] = {
         K.LIST_GROUPS,
         K.DELETE_GROUPS,
     ),
-    "group_offsets": (K.OFFSET_COMMIT, K.OFFSET_FETCH, K.OFFSET_DELETE),
+    "group_offsets": (K.OFFSET_COMMIT, K.OFFSET_FETCH, K.OFFSET_DELETE, K.TXN_OFFSET_COMMIT),
 }
 
 

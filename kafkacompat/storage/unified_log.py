@@ -252,7 +252,9 @@ class UnifiedLog:
         if all(fields[FIELD_PRODUCER_ID] == NO_PRODUCER_ID for _, fields in validated.batches):
             info = self.local.append_validated(validated, leader_epoch=leader_epoch, now_ms=now_ms)
             return info
-        plan = state.analyze((fields for _, fields in validated.batches), markers)
+        plan = state.analyze(
+            (fields for _, fields in validated.batches), markers, from_client=from_client
+        )
         duplicate = plan.duplicate
         if duplicate is not None:
             self.check_online()  # the engine, which would refuse, is not asked
