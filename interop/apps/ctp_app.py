@@ -84,6 +84,7 @@ def run(spec: dict[str, Any]) -> int:
             "transactional.id": spec["transactional_id"],
             "linger.ms": 5,
             "transaction.timeout.ms": 60000,
+            **_debug(spec),
         }
     )
     producer.init_transactions(TIMEOUT_S)
@@ -95,6 +96,7 @@ def run(spec: dict[str, Any]) -> int:
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
+            **_debug(spec),
         }
     )
     committed = committed_positions(consumer, topic_in, partitions)
@@ -168,6 +170,13 @@ def run(spec: dict[str, Any]) -> int:
         consumer.close()
     emit("done")
     return 0
+
+
+def _debug(spec: dict[str, Any]) -> dict[str, str]:
+    """librdkafka's debug contexts (``"debug": "eos,protocol,broker"``), to stderr, and
+    any other librdkafka settings the spec adds (``"librdkafka": {...}``)."""
+    extra = dict(spec.get("librdkafka") or {})
+    return {"debug": spec["debug"], **extra} if spec.get("debug") else extra
 
 
 def _record(message: Message) -> bool:
