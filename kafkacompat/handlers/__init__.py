@@ -39,6 +39,7 @@ FAMILIES: Final[Mapping[str, tuple[int, ...]]] = {
     "configs": (K.DESCRIBE_CONFIGS,),
     "alter_configs": (K.ALTER_CONFIGS, K.INCREMENTAL_ALTER_CONFIGS),
     "cluster": (K.DESCRIBE_CLUSTER, K.DESCRIBE_LOG_DIRS),
+    "admin_transactions": (K.DESCRIBE_PRODUCERS, K.DESCRIBE_TRANSACTIONS, K.LIST_TRANSACTIONS),
     # consumer groups
     "groups": (
         K.FIND_COORDINATOR,
