@@ -93,6 +93,11 @@ def test_describe_producers_errors_as_kafka(tmp_path: Path) -> None:
         invalid = (await producers(broker, "bad/name", 0)).partitions[0]
         assert invalid.error_code == E.INVALID_TOPIC_EXCEPTION
         assert invalid.error_message is not None and "illegal" in invalid.error_message
+        # A log offline after a disk failure: Kafka's HostedPartition.Offline.
+        local = broker.replica_manager.get_partition_or_error("t", 0).log.local
+        local.go_offline(OSError(5, "Input/output error"))  # type: ignore[attr-defined]
+        offline = (await producers(broker, "t", 0)).partitions[0]
+        assert offline.error_code == E.KAFKA_STORAGE_ERROR
 
     run_with_broker(tmp_path, scenario)
 
