@@ -107,7 +107,7 @@ def _active_producer_state(ctx: RequestContext, topic: str, index: int) -> Parti
                     -1 if entry.current_txn_first_offset is None else entry.current_txn_first_offset
                 ),
             )
-            for producer_id, entry in state.active_producers.items()
+            for producer_id, entry in sorted(state.active_producers.items())
         ],
     )
 
@@ -182,9 +182,11 @@ async def describe_transactions(
 async def list_transactions(
     ctx: RequestContext, request: ListTransactionsRequest
 ) -> ListTransactionsResponse:
-    # v0 has no duration filter on the wire: the decoded default, -1, filters nothing.
     result = ctx.broker.txn_coordinator.handle_list_transactions(
-        request.producer_id_filters, request.state_filters, request.duration_filter
+        request.producer_id_filters,
+        request.state_filters,
+        # v0 has no duration filter: -1 filters nothing.
+        request.duration_filter if ctx.api_version >= 1 else -1,
     )
     visible = ctx.authorized(
         AclOperation.DESCRIBE,
