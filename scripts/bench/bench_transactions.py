@@ -23,7 +23,9 @@ shared; median, min and max over ``--rounds``:
    the last record.  Figure: the time to read the whole log, as a ratio of read_uncommitted's
    time to read_committed's (goal: >= 0.8x).  Each record's key is its transaction's index,
    so the run also checks that read_committed returns no aborted record and
-   read_uncommitted all of them.
+   read_uncommitted all of them.  The consumer loop bounds both (100 B records), so the same
+   log is also read by raw Fetch v11 requests on one socket, one in flight, decoding only
+   batch headers: the broker's own read_committed cost (3b, no goal).
 
 Absolute figures describe this machine only; compare the ratios.
 """
@@ -37,6 +39,7 @@ import os
 import platform
 import shutil
 import signal
+import socket
 import statistics
 import struct
 import subprocess
@@ -52,6 +55,11 @@ from typing import Any, NoReturn
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from kafkacompat.protocol.framing import decode_response, encode_request
+from kafkacompat.protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic
+from kafkacompat.protocol.messages.fetch_response import FetchResponse
+from kafkacompat.protocol.messages.request_header import RequestHeader
 
 ROOT = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024
@@ -434,6 +442,65 @@ def read_case(broker: Broker, topic: str, isolation: str, last_offset: int) -> d
             "problems": [f"consumer error: {e}" for e in errors]}  # fmt: skip
 
 
+FETCH_API_KEY = 1
+FETCH_VERSION = 11
+"""The last Fetch version that names topics (12 is flexible, 13 wants topic ids)."""
+_BATCH_HEAD = struct.Struct(">qi")
+_LAST_OFFSET_DELTA = struct.Struct(">i")
+
+
+def next_fetch_offset(records: bytes | bytearray | memoryview) -> int | None:
+    """One past the last whole batch in a fetched record set (None: no whole batch)."""
+    view = memoryview(records)
+    pos = 0
+    last: int | None = None
+    while pos + 27 <= len(view):
+        base_offset, length = _BATCH_HEAD.unpack_from(view, pos)
+        if pos + 12 + length > len(view):
+            break  # a partial batch at the end of the response, fetched again next time
+        last = base_offset + _LAST_OFFSET_DELTA.unpack_from(view, pos + 23)[0] + 1
+        pos += 12 + length
+    return last
+
+
+def raw_read_case(broker: Broker, topic: str, isolation: int, high: int) -> dict[str, Any]:
+    """The broker alone: Fetch requests on one blocking socket, one in flight, from offset 0
+    to the high watermark, 10 MiB a response, no record decoded (batch headers only)."""
+    host, port = broker.bootstrap.rsplit(":", 1)
+    fetches = 0
+    aborted = 0
+    with socket.create_connection((host, int(port)), timeout=STALL_S) as sock:
+        stream = sock.makefile("rb")
+        cpu_before = cpu_s(broker.pid)
+        start = perf_counter()
+        offset = 0
+        while offset < high:
+            request = FetchRequest(
+                max_wait_ms=0, min_bytes=1, max_bytes=50 * MiB, isolation_level=isolation,
+                topics=[FetchTopic(topic=topic, partitions=[FetchPartition(
+                    partition=0, fetch_offset=offset, partition_max_bytes=10 * MiB)])],
+            )  # fmt: skip
+            header = RequestHeader(request_api_key=FETCH_API_KEY, request_api_version=FETCH_VERSION,
+                                   correlation_id=fetches, client_id="bench-transactions")  # fmt: skip
+            sock.sendall(encode_request(header, request))
+            size = struct.unpack(">i", stream.read(4))[0]
+            _, body = decode_response(FETCH_API_KEY, FETCH_VERSION, stream.read(size))
+            assert isinstance(body, FetchResponse)
+            data = body.responses[0].partitions[0]
+            if data.error_code != 0:
+                fail(f"raw fetch of {topic} at {offset}: error {data.error_code}")
+            aborted += len(data.aborted_transactions or ())
+            following = next_fetch_offset(data.records or b"")
+            if following is None or following <= offset:
+                fail(f"raw fetch of {topic} at {offset}: no whole batch")
+            offset = following
+            fetches += 1
+        elapsed = perf_counter() - start
+        broker_cpu = cpu_s(broker.pid) - cpu_before
+    return {"seconds": elapsed, "fetches": fetches, "aborted_listed": aborted,
+            "broker_cpu_s": broker_cpu, "problems": []}  # fmt: skip
+
+
 # --- the run -------------------------------------------------------------------------------
 
 
@@ -523,6 +590,23 @@ def run(settings: Settings, broker: Broker) -> dict[str, Any]:
             out["problems"].append(f"read_uncommitted returned {out['messages']} records, "
                                    f"{out['aborted_seen']} aborted")  # fmt: skip
     results["fetch"] = {"read_committed": committed, "read_uncommitted": uncommitted}
+
+    def raw(isolation: int) -> Callable[[int], dict[str, Any]]:
+        def case(r: int) -> dict[str, Any]:
+            out = raw_read_case(broker, "bench-fetch", isolation, high)
+            progress(f"raw fetch isolation {isolation} round {r}: {out['seconds']:.3f} s, "
+                     f"{out['fetches']} fetches, {out['aborted_listed']} aborted listed")  # fmt: skip
+            return out
+
+        return case
+
+    raw_committed, raw_uncommitted = alternate(settings.rounds, raw(1), raw(0))
+    for out in raw_committed:
+        # Each aborted transaction is listed by every response that covers part of it.
+        if out["aborted_listed"] < fill["aborted"]:
+            out["problems"].append(f"raw read_committed listed {out['aborted_listed']} aborted "
+                                   f"transactions of {fill['aborted']}")  # fmt: skip
+    results["raw_fetch"] = {"read_committed": raw_committed, "read_uncommitted": raw_uncommitted}
     return results
 
 
@@ -562,6 +646,15 @@ def figures(results: dict[str, Any]) -> list[dict[str, Any]]:
         # A time: the baseline's over the measured one is the rate ratio.
         "ratio": ratios(fetch["read_uncommitted"], fetch["read_committed"], "seconds"),
         "goal": 0.8,
+    })  # fmt: skip
+    raw = results["raw_fetch"]
+    rows.append({
+        "case": "3b. the same log by raw Fetch v11 (broker alone)",
+        "unit": "log offsets/s", "baseline": "isolation_level 0 log offsets/s",
+        "value": summary([records / r["seconds"] for r in raw["read_committed"]]),
+        "base": summary([records / r["seconds"] for r in raw["read_uncommitted"]]),
+        "ratio": ratios(raw["read_uncommitted"], raw["read_committed"], "seconds"),
+        "goal": None,
     })  # fmt: skip
     return rows
 
@@ -609,7 +702,7 @@ def print_results(results: dict[str, Any]) -> None:
         for level in ("read_committed", "read_uncommitted")))  # fmt: skip
     print("   broker CPU per wall second (median): "
           + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()))  # fmt: skip
-    problems = [p for case in ("small", "large", "fetch") for runs in results[case].values()
+    problems = [p for case in ("small", "large", "fetch", "raw_fetch") for runs in results[case].values()
                 for r in runs for p in r["problems"]]  # fmt: skip
     problems += results["broker_problems"]
     print("   problems: " + ("; ".join(problems[:10]) if problems else "none"))
