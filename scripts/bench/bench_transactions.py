@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Kafka transactions over the wire: confluent-kafka (librdkafka) against ``kafkacompat serve``.
 
-    python scripts/bench/bench_transactions.py [--quick] [--json] [--rounds N] [--dir D]
+    python scripts/bench/bench_transactions.py [--quick] [--json] [--rounds N]
+                                               [--fetch-records N] [--dir D]
 
 One real ``kafkacompat serve`` subprocess (disk engine, port 0) is driven from this process.
 Every figure is printed next to a baseline measured in the same run, on the same broker,
@@ -260,9 +261,13 @@ def flush(producer: Producer) -> None:
 
 
 def close_producer(producer: Producer) -> None:
-    # confluent-kafka has no close(); dropping the last reference destroys the handle, after
-    # which the transactional id's epoch simply stays with the coordinator.
+    # Outside the timed part: the next round's producer should not share the machine with
+    # this one's threads.  close() came with confluent-kafka 2.x; older ones close the handle
+    # when the last reference goes.
     producer.flush(TXN_WAIT_S)
+    close = getattr(producer, "close", None)
+    if close is not None:
+        close()
 
 
 def warm_up(producer: Producer, topic: str, value: bytes, transactional: bool) -> None:
