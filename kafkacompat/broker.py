@@ -259,9 +259,7 @@ class Broker:
     def _on_offsets_transaction_completed(
         self, producer_id: int, partitions: list[int], committed: bool
     ) -> None:
-        on_completed = getattr(self.groups, "on_transaction_completed", None)
-        if on_completed is not None:
-            on_completed(producer_id, partitions, committed)
+        self.groups.on_transaction_completed(producer_id, partitions, committed)
 
     def ensure_transaction_state_topic(self) -> None:
         """Create ``__transaction_state`` at first need (FindCoordinator TRANSACTION, as
