@@ -4,6 +4,7 @@ read_committed or read_uncommitted consumer sees, for ``test_transactions.py``.
     transact(client, bootstrap, transactional_id, topic, [Txn(values, "commit"), ...])
     read_to_end(bootstrap, topic, partition, isolation) -> [(offset, value), ...]
     latest_offset(bootstrap, topic, partition, isolation, client) -> ListOffsets latest
+    wait_for(check, what) -> check's first true value, within a timeout
 
 ``transact`` runs every transaction with one producer (one transactional id, one producer
 id and epoch), in order; each ends with a commit or an abort.  ``send_offsets`` on a Txn
@@ -329,3 +330,14 @@ def latest_offset(
         finally:
             kconsumer.close()
     raise ValueError(client)
+
+
+def wait_for(check: Any, what: str, timeout_s: float = CLIENT_TIMEOUT_S) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout_s}s")
+        time.sleep(0.05)
