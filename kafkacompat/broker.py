@@ -30,6 +30,8 @@ from kafkacompat.storage.manager import Engine, LogManager, Topic
 if TYPE_CHECKING:
     from kafkacompat.coordinators.group_coordinator import GroupCoordinator
     from kafkacompat.coordinators.group_store import LoadedGroups
+    from kafkacompat.coordinators.transaction_coordinator import TransactionCoordinator
+    from kafkacompat.coordinators.transaction_io import LocalTxnMarkerWriter, TransactionStateLog
     from kafkacompat.storage.log_cleaner_manager import LogCleanerManager
 
 log = logging.getLogger(__name__)
@@ -143,6 +145,11 @@ class Broker:
         self.group_timers = TimerQueue(now_ms)
         self.group_timer_driver = LoopTimerDriver(self.group_timers)
         self._groups: GroupCoordinator | None = None
+        self._txn_coordinator: TransactionCoordinator | None = None
+        self._txn_log: TransactionStateLog | None = None
+        self._txn_markers: LocalTxnMarkerWriter | None = None
+        self._txn_load: Generator[None, None, None] | None = None
+        self._txn_load_begun = False
         self._log_cleaner: LogCleanerManager | None = None
         self.started = False
         self._group_load: Generator[None, None, LoadedGroups] | None = None
@@ -186,6 +193,159 @@ class Broker:
         )
         return info.base_offset
 
+    # -- transactions ---------------------------------------------------------------------------
+
+    @property
+    def txn_coordinator(self) -> TransactionCoordinator:
+        """The transaction coordinator, built on first use (after the listener is up, as the
+        group coordinator)."""
+        if self._txn_coordinator is None:
+            from kafkacompat.coordinators.transaction_coordinator import TransactionCoordinator
+            from kafkacompat.coordinators.transaction_io import (
+                LocalTxnMarkerWriter,
+                TransactionStateLog,
+            )
+            from kafkacompat.coordinators.transaction_state_manager import (
+                TransactionStateManager,
+                TransactionStateManagerConfig,
+            )
+
+            config = self.config
+            txn_log = TransactionStateLog(
+                self.logs,
+                self.replica_manager,
+                num_partitions=config.get("transaction.state.log.num.partitions"),
+                segment_bytes=config.get("transaction.state.log.segment.bytes"),
+                now_ms=self.now_ms,
+                create_topic=self._create_internal_topic,
+            )
+            manager = TransactionStateManager(
+                txn_log,
+                TransactionStateManagerConfig(
+                    num_partitions=txn_log.num_partitions,
+                    transaction_max_timeout_ms=config.get("transaction.max.timeout.ms"),
+                    transactional_id_expiration_ms=config.get("transactional.id.expiration.ms"),
+                    abort_timed_out_transactions_interval_ms=config.get(
+                        "transaction.abort.timed.out.transaction.cleanup.interval.ms"
+                    ),
+                    remove_expired_transactional_ids_interval_ms=config.get(
+                        "transaction.remove.expired.transaction.cleanup.interval.ms"
+                    ),
+                ),
+                self.now_ms,
+            )
+            self._txn_markers = LocalTxnMarkerWriter(
+                self.replica_manager,
+                self.now_ms,
+                self._on_offsets_transaction_completed,
+                lambda name: self.controller.image.topic(name) is not None,
+            )
+            self._txn_log = txn_log
+            self._txn_coordinator = TransactionCoordinator(
+                manager, self.producer_ids, self._txn_markers, self.now_ms
+            )
+            if self.started:
+                self.begin_txn_load()  # nobody may see the partitions before they are loading
+        return self._txn_coordinator
+
+    @property
+    def txn_markers(self) -> LocalTxnMarkerWriter:
+        """Where markers are written: the coordinator's own path and WriteTxnMarkers'."""
+        self.txn_coordinator  # noqa: B018 (builds the writer with the coordinator)
+        assert self._txn_markers is not None
+        return self._txn_markers
+
+    def _on_offsets_transaction_completed(
+        self, producer_id: int, partitions: list[int], committed: bool
+    ) -> None:
+        on_completed = getattr(self.groups, "on_transaction_completed", None)
+        if on_completed is not None:
+            on_completed(producer_id, partitions, committed)
+
+    def ensure_transaction_state_topic(self) -> None:
+        """Create ``__transaction_state`` at first need (FindCoordinator TRANSACTION, as
+        Kafka): every partition is owned, empty, at once."""
+        coordinator = self.txn_coordinator
+        txn_log = self._txn_log
+        assert txn_log is not None
+        if txn_log.topic() is not None:
+            return
+        txn_log.create()
+        for partition in range(txn_log.num_partitions):
+            epoch = txn_log.coordinator_epoch(partition)
+            coordinator.txn_manager.add_loading_partition(partition, epoch)
+            coordinator.on_election(partition, epoch, {})
+
+    def begin_txn_load(self) -> None:
+        """Mark every partition of ``__transaction_state`` loading (transactional requests
+        hear COORDINATOR_LOAD_IN_PROGRESS) and take the load's first step."""
+        coordinator = self.txn_coordinator
+        if self._txn_load is None and not coordinator.is_active and not self._txn_load_begun:
+            self._txn_load_begun = True
+            self._txn_load = self._txn_load_steps()
+            self._step_txn_load()
+
+    def _txn_load_steps(self) -> Generator[None, None, None]:
+        from kafkacompat.coordinators.transaction_log import load_transactions_steps
+
+        coordinator = self.txn_coordinator
+        txn_log = self._txn_log
+        assert txn_log is not None
+        topic = txn_log.topic()
+        started = time.monotonic()
+        if topic is not None:
+            epochs = {p: txn_log.coordinator_epoch(p) for p in range(topic.partitions)}
+            for partition, epoch in epochs.items():
+                coordinator.txn_manager.add_loading_partition(partition, epoch)
+            yield
+            ids = 0
+            for partition, epoch in epochs.items():
+                loaded = yield from load_transactions_steps(txn_log, partition)
+                ids += len(loaded)
+                coordinator.on_election(partition, epoch, loaded)
+            log.debug(
+                "loaded %d transactional ids from __transaction_state in %.0f ms",
+                ids,
+                (time.monotonic() - started) * 1000,
+            )
+        coordinator.startup()
+
+    def _step_txn_load(self) -> bool:
+        if self._txn_load is None:
+            return True
+        try:
+            next(self._txn_load)
+            return False
+        except StopIteration:
+            self._txn_load = None
+            return True
+
+    async def load_transactions(self) -> None:
+        """Finish the load of ``__transaction_state``, a slice per turn of the event loop."""
+        self.begin_txn_load()
+        while self.started and not self._step_txn_load():
+            await asyncio.sleep(0)
+
+    async def abort_timed_out_transactions(self) -> None:
+        if self._txn_coordinator is not None and self._txn_coordinator.is_active:
+            await self._txn_coordinator.abort_timed_out_transactions()
+
+    async def remove_expired_transactional_ids(self) -> None:
+        if self._txn_coordinator is not None and self._txn_coordinator.is_active:
+            await self._txn_coordinator.remove_expired_transactional_ids()
+
+    async def shutdown_transactions(self, wait_s: float) -> None:
+        """Let marker writes in flight finish (bounded), then stop the coordinator; a Prepare
+        state still unfinished is completed by the next start's load."""
+        coordinator = self._txn_coordinator
+        if coordinator is None:
+            return
+        try:
+            await asyncio.wait_for(coordinator.wait_for_markers(), wait_s)
+        except TimeoutError:
+            log.warning("transaction markers still being written at shutdown")
+        await coordinator.shutdown()
+
     def shutdown_groups(self) -> None:
         """Answer parked JoinGroup/SyncGroup with NOT_COORDINATOR (a coordinator never built
         has none)."""
@@ -208,6 +368,9 @@ class Broker:
         if load_groups:
             self.begin_group_load()
             while not self._step_group_load():
+                pass
+            self.begin_txn_load()
+            while not self._step_txn_load():
                 pass
 
     def begin_group_load(self) -> None:

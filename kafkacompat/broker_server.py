@@ -50,6 +50,8 @@ log = logging.getLogger("kafkacompat.server")
 
 _WARM_UP_WAIT_S = 2.0
 """How long shutdown waits for the handler imports started at start-up."""
+_MARKER_WAIT_S = 2.0
+"""How long shutdown lets transaction markers in flight be written."""
 
 
 def format_bootstrap(bound: list[tuple[str, int]]) -> str:
@@ -78,6 +80,7 @@ class BrokerServer:
         self.scheduler = KafkaScheduler()
         self._warm_up: asyncio.Future[None] | None = None
         self._group_load: asyncio.Task[None] | None = None
+        self._txn_load: asyncio.Task[None] | None = None
         self.started = False
         self._stopped = False
 
@@ -151,6 +154,10 @@ class BrokerServer:
         self._warm_up = loop.run_in_executor(None, load_all)
         broker.begin_group_load()  # from now on group requests hear COORDINATOR_LOAD_IN_PROGRESS
         self._group_load = loop.create_task(broker.load_groups())
+        # __transaction_state in a task of its own: its first step, a turn of the loop later,
+        # marks the partitions loading (a transactional request arriving before that builds
+        # the coordinator and begins the load itself).
+        self._txn_load = loop.create_task(broker.load_transactions())
 
     def _apply_dynamic_configs(self, broker: Broker) -> None:
         """Dynamic broker configs (AlterConfigs on the broker) persist in the data dir."""
@@ -174,6 +181,17 @@ class BrokerServer:
             broker.checkpoint,
             max(config.get("log.flush.offset.checkpoint.interval.ms"), 1000) / 1000,
         )
+        # The transaction coordinator's two jobs, as Kafka schedules them.
+        scheduler.schedule(
+            "transaction-abort",
+            broker.abort_timed_out_transactions,
+            config.get("transaction.abort.timed.out.transaction.cleanup.interval.ms") / 1000,
+        )
+        scheduler.schedule(
+            "transactionalId-expiration",
+            broker.remove_expired_transactional_ids,
+            config.get("transaction.remove.expired.transaction.cleanup.interval.ms") / 1000,
+        )
         # Compaction, when log.cleaner.enable: a round whenever a log is dirty enough, checked
         # again log.cleaner.backoff.ms after the last had nothing to do.
         if config.get("log.cleaner.enable") and config.get("log.cleaner.threads") >= 1:
@@ -196,8 +214,11 @@ class BrokerServer:
                 log.warning("handler modules still loading at shutdown")
         if self._group_load is not None:
             self._group_load.cancel()  # a stop during the replay abandons it; the log is untouched
+        if self._txn_load is not None:
+            self._txn_load.cancel()
         if self._server is not None:
             await self._server.stop()
+        await self._broker.shutdown_transactions(_MARKER_WAIT_S)
         self._broker.shutdown()
         self.started = False
 

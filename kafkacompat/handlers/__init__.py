@@ -28,6 +28,12 @@ FAMILIES: Final[Mapping[str, tuple[int, ...]]] = {
     "fetch": (K.FETCH,),
     "offsets": (K.LIST_OFFSETS, K.OFFSET_FOR_LEADER_EPOCH),
     "init_producer_id": (K.INIT_PRODUCER_ID,),
+    "transactions": (
+        K.ADD_PARTITIONS_TO_TXN,
+        K.ADD_OFFSETS_TO_TXN,
+        K.END_TXN,
+        K.WRITE_TXN_MARKERS,
+    ),
     # admin
     "admin_topics": (K.CREATE_TOPICS, K.DELETE_TOPICS, K.CREATE_PARTITIONS, K.DELETE_RECORDS),
     "configs": (K.DESCRIBE_CONFIGS,),

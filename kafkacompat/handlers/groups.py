@@ -18,9 +18,8 @@ every group with DESCRIBE on the cluster, else only those with DESCRIBE on the g
 DeleteGroups DELETE on each group.  Refusals are GROUP_AUTHORIZATION_FAILED (or
 TRANSACTIONAL_ID_AUTHORIZATION_FAILED), answered before the coordinator is asked.
 
-Transactions are not supported: a transactional id's coordinator is refused with
-TRANSACTIONAL_ID_AUTHORIZATION_FAILED, the answer InitProducerId gives too, which clients
-treat as fatal (COORDINATOR_NOT_AVAILABLE would have them retry until their timeouts).  Share
+A transactional id's coordinator is this broker too; the first lookup creates
+``__transaction_state`` (see :mod:`kafkacompat.handlers.transactions`).  Share
 groups (key type 2, KIP-932) get COORDINATOR_NOT_AVAILABLE, Kafka's answer when no share
 coordinator runs; other key types are an INVALID_REQUEST.
 """
@@ -121,8 +120,13 @@ def _find(ctx: RequestContext, key_type: int, key: str) -> tuple[ErrorCode, str 
             return ErrorCode.COORDINATOR_NOT_AVAILABLE, str(exc)
         return ErrorCode.NONE, None
     if key_type == TRANSACTION_KEY_TYPE:
-        # Refused whether or not DESCRIBE on the transactional id is allowed (see above).
-        return ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, None
+        if not ctx.authorize(DESCRIBE, ResourceType.TRANSACTIONAL_ID, key):
+            return ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, None
+        try:
+            ctx.broker.ensure_transaction_state_topic()
+        except KafkaProtocolError as exc:
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE, str(exc)
+        return ErrorCode.NONE, None
     if key_type == SHARE_KEY_TYPE:
         return ErrorCode.COORDINATOR_NOT_AVAILABLE, None
     return ErrorCode.INVALID_REQUEST, f"Unknown coordinator type received: {key_type}"

@@ -16,6 +16,7 @@ Produce v0-2 carry legacy message formats that Kafka 4.0 dropped (KIP-896): not 
 from __future__ import annotations
 
 import struct
+from typing import Final
 
 from kafkacompat.cluster.partition import Partition
 from kafkacompat.errors import ErrorCode, KafkaProtocolError
@@ -39,6 +40,8 @@ _BATCH_LENGTH_END = 12
 _ATTRIBUTES = struct.Struct(">h")
 _ATTRIBUTES_AT = 21  # base offset 8, length 4, leader epoch 4, magic 1, crc 4
 _TRANSACTIONAL = 0x10
+_PRODUCER = struct.Struct(">qh")  # producer id and epoch
+_PRODUCER_AT = 43
 
 
 def _has_transactional_records(request: ProduceRequest) -> bool:
@@ -50,6 +53,58 @@ def _has_transactional_records(request: ProduceRequest) -> bool:
                 if attributes & _TRANSACTIONAL:
                     return True
     return False
+
+
+def _is_transactional(records: memoryview) -> bool:
+    if len(records) <= _ATTRIBUTES_AT + 1:
+        return False
+    (attributes,) = _ATTRIBUTES.unpack_from(records, _ATTRIBUTES_AT)
+    return bool(attributes & _TRANSACTIONAL)
+
+
+# What Kafka's ReplicaManager answers when a transaction's partition cannot be verified.
+_VERIFY_RETRIABLE: Final = frozenset(
+    {
+        ErrorCode.CONCURRENT_TRANSACTIONS,
+        ErrorCode.NETWORK_EXCEPTION,
+        ErrorCode.COORDINATOR_LOAD_IN_PROGRESS,
+        ErrorCode.COORDINATOR_NOT_AVAILABLE,
+        ErrorCode.NOT_COORDINATOR,
+    }
+)
+_VERIFY_MESSAGES: Final = {
+    ErrorCode.INVALID_TXN_STATE: "Partition was not added to the transaction",
+}
+
+
+def verify_transaction(
+    ctx: RequestContext, transactional_id: str, partition: Partition, records: memoryview
+) -> ErrorCode:
+    """KIP-890's server-side defence: a transactional batch that would start a transaction in
+    this partition is appended only if the coordinator has the partition in the producer's
+    transaction, so a late or hanging write cannot open a transaction no marker will close.
+    The coordinator is local and the answer synchronous, so nothing can change between this
+    check and the append (Kafka's verification guard closes that window across brokers)."""
+    producer_id, producer_epoch = _PRODUCER.unpack_from(records, _PRODUCER_AT)
+    entry = partition.log.producer_state(None).last_entry(producer_id)
+    if (
+        entry is not None
+        and entry.producer_epoch == producer_epoch
+        and entry.current_txn_first_offset is not None
+    ):
+        return ErrorCode.NONE  # already in an open transaction here
+    tp = (partition.topic, partition.index)
+    error = ctx.broker.txn_coordinator.handle_verify_partitions_in_transaction(
+        transactional_id, producer_id, producer_epoch, [tp]
+    ).get(tp, ErrorCode.NONE)
+    if error == ErrorCode.PRODUCER_FENCED:
+        return ErrorCode.INVALID_PRODUCER_EPOCH
+    if error == ErrorCode.TRANSACTION_ABORTABLE and ctx.api_version <= 10:
+        return ErrorCode.INVALID_TXN_STATE  # clients before produce v11 do not know it
+    if error in _VERIFY_RETRIABLE:
+        # Older clients may not retry these; this one they retry without a metadata refresh.
+        return ErrorCode.NOT_ENOUGH_REPLICAS
+    return error
 
 
 def _error(index: int, error: ErrorCode, message: str | None = None) -> PartitionProduceResponse:
@@ -109,11 +164,12 @@ async def handle(ctx: RequestContext, request: ProduceRequest) -> ProduceRespons
     )
     responses: list[TopicProduceResponse] = []
     failed = False
-    if _has_transactional_records(request):
-        # Kafka's handleProduceRequest: transactional records need a transactional id the
-        # client may write.  None can be today: InitProducerId refuses transactional ids
-        # until the transaction coordinator is wired (issue 11), so no marker would ever
-        # close such a transaction and read_committed readers would wait at it for ever.
+    transactional_id = request.transactional_id
+    if _has_transactional_records(request) and (
+        transactional_id is None
+        or not ctx.authorize(AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, transactional_id)
+    ):
+        # Kafka's handleProduceRequest answers the whole request with this.
         responses = [
             TopicProduceResponse(
                 name=t.name,
@@ -127,6 +183,9 @@ async def handle(ctx: RequestContext, request: ProduceRequest) -> ProduceRespons
         if acks == 0:
             raise CloseConnection("an acks=0 produce failed")
         return ProduceResponse(responses=responses, throttle_time_ms=0)
+    verify = transactional_id is not None and broker.config.get(
+        "transaction.partition.verification.enable"
+    )
     for topic_data in request.topic_data:
         name = topic_data.name
         partitions: list[PartitionProduceResponse] = []
@@ -153,7 +212,14 @@ async def handle(ctx: RequestContext, request: ProduceRequest) -> ProduceRespons
                     # The server hands over writable frames; anything else is copied once
                     # because the log stamps offsets into the batches in place.
                     view = memoryview(bytearray(view))
-                result = append_partition(ctx, partition, view, now_ms)
+                error = ErrorCode.NONE
+                if verify and view is not None and _is_transactional(view):
+                    assert transactional_id is not None
+                    error = verify_transaction(ctx, transactional_id, partition, view)
+                if error != ErrorCode.NONE:
+                    result = _error(index, error, _VERIFY_MESSAGES.get(error))
+                else:
+                    result = append_partition(ctx, partition, view, now_ms)
             failed = failed or result.error_code != ErrorCode.NONE
             partitions.append(result)
         responses.append(TopicProduceResponse(name=name, partition_responses=partitions))

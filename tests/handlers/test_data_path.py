@@ -319,16 +319,6 @@ def test_idempotent_state_survives_restart(tmp_path: Path) -> None:
         )
 
 
-def test_transactional_init_is_refused() -> None:
-    from kafkacompat.protocol.messages.init_producer_id_request import InitProducerIdRequest
-
-    with running_broker() as broker:
-        answer = call(
-            broker, InitProducerIdRequest(transactional_id="tx", transaction_timeout_ms=60000), 4
-        )
-        assert answer.error_code == ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
-
-
 def test_produce_refuses_two_batches_for_one_partition(broker: Broker) -> None:
     broker.controller.create_topic("t", 1)
     two = _batch([b"a"]) + _batch([b"b"])
@@ -337,10 +327,9 @@ def test_produce_refuses_two_batches_for_one_partition(broker: Broker) -> None:
     assert broker.logs.get_log("t", 0).log_end_offset == 0
 
 
-def test_transactional_records_are_refused_until_transactions_exist(broker: Broker) -> None:
-    # Kafka's handleProduceRequest refuses transactional records without a transactional id
-    # the client may write; none can be held before InitProducerId grants one (issue 11), and
-    # an open transaction no marker closes would hold read_committed readers for ever.
+def test_transactional_records_without_a_transactional_id_are_refused(broker: Broker) -> None:
+    # Kafka's handleProduceRequest refuses transactional records in a request that carries no
+    # transactional id (or one the client may not write), and the request's other records.
     v = PRODUCE_VERSIONS[1]
     broker.controller.create_topic("t", 1)
     before = _produce(broker, "t", _batch([b"before"]), v)

@@ -141,10 +141,12 @@ def test_find_coordinator_before_v4(broker: Broker, version: int) -> None:
         assert response.error_message == "NONE"  # Kafka's Errors.NONE.message()
     topic = broker.logs.topics()["__consumer_offsets"]  # created at the first lookup
     assert topic.partitions == 3 and topic.config.compact
-    refused = call(broker, FindCoordinatorRequest(key="txn", key_type=1), version)
     if version >= 1:
-        assert refused.error_code == E.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
-        assert (refused.node_id, refused.host, refused.port) == (-1, "", -1)
+        txn = call(broker, FindCoordinatorRequest(key="txn", key_type=1), version)
+        assert (txn.error_code, txn.node_id, txn.port) == (E.NONE, broker.node_id, 9999)
+        # __transaction_state is created at the first lookup of a transactional id, compacted
+        txn_topic = broker.logs.topics()["__transaction_state"]
+        assert txn_topic.partitions == 50 and txn_topic.config.compact
 
 
 def test_find_coordinator_batched(broker: Broker) -> None:
@@ -155,7 +157,10 @@ def test_find_coordinator_batched(broker: Broker) -> None:
     ]
     assert response.coordinators[0].error_message is None
     txn = call(broker, FindCoordinatorRequest(key_type=1, coordinator_keys=["t1"]), 4)
-    assert txn.coordinators[0].error_code == E.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    assert (txn.coordinators[0].error_code, txn.coordinators[0].node_id) == (
+        E.NONE,
+        broker.node_id,
+    )
     share = call(broker, FindCoordinatorRequest(key_type=2, coordinator_keys=["s"]), 6)
     assert share.coordinators[0].error_code == E.COORDINATOR_NOT_AVAILABLE
     unknown = call(broker, FindCoordinatorRequest(key_type=7, coordinator_keys=["x"]), 6)

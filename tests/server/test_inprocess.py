@@ -346,6 +346,8 @@ def test_composition_root_schedules_housekeeping_and_stops_everything(
             "kafka-log-flusher",
             "kafka-log-retention",
             "kafka-recovery-point-checkpoint",
+            "transaction-abort",
+            "transactionalId-expiration",
         ]
         host, port = broker_server.bound[0]
         assert broker_server.bootstrap_servers == f"{host}:{port}" and port > 0
