@@ -116,15 +116,25 @@ def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
 
 @dataclass(frozen=True)
 class Input:
-    partition: int
     key: str
     value: int
     timestamp: int
 
 
 def produce(bootstrap: str, topic: str, records: Iterable[Input]) -> None:
-    """Send ``records`` (values as JSON) to their partitions; fail on any delivery error."""
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "acks": "all"})
+    """Send ``records`` (values as JSON); fail on any delivery error.
+
+    Keys are partitioned as Java's producer and aiokafka do (murmur2): faust names the
+    transaction of a write after the partition it writes to, so its output and its input
+    offsets share a transaction only where both topics place a key alike."""
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 5,
+            "acks": "all",
+            "partitioner": "murmur2_random",
+        }
+    )
     errors: list[KafkaError] = []
 
     def delivered(error: KafkaError | None, _message: object) -> None:
@@ -136,7 +146,6 @@ def produce(bootstrap: str, topic: str, records: Iterable[Input]) -> None:
             topic,
             key=record.key.encode(),
             value=json.dumps(record.value).encode(),
-            partition=record.partition,
             timestamp=record.timestamp,
             on_delivery=delivered,
         )
@@ -234,22 +243,31 @@ def app_topics(bootstrap: str, exclude: Iterable[str]) -> list[str]:
 
 
 def kill_in_transaction(
-    app: AppProcess, bootstrap: str, topics: Callable[[], list[str]], timeout_s: float = 60.0
+    app: AppProcess,
+    bootstrap: str,
+    topics: Callable[[], list[str]],
+    kill: Callable[[], None] | None = None,
+    timeout_s: float = 60.0,
 ) -> list[TopicPartition]:
-    """SIGKILL ``app`` while it has a transaction open; the partitions it held open.
+    """``kill()`` (default: SIGKILL ``app``) while the app has a transaction open; the
+    partitions it held open.
 
     The app is frozen with SIGSTOP before the broker is asked, so it cannot commit between
-    the answer and the kill (a commit already sent is given time to land first)."""
+    the answer and the kill (a commit already sent is given time to land first); it is let
+    go again afterwards if it still runs."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        assert app.running, "the app exited before it could be killed:\n" + app.log_tail()
+        assert app.running, "the app exited before the kill:\n" + app.log_tail()
         app.signal(signal.SIGSTOP)
-        time.sleep(0.3)
-        held = open_transactions(bootstrap, topics())
-        if held:
-            app.kill()
-            return held
-        app.signal(signal.SIGCONT)
+        try:
+            time.sleep(0.3)
+            held = open_transactions(bootstrap, topics())
+            if held:
+                (kill or app.kill)()
+                return held
+        finally:
+            if app.running:
+                app.signal(signal.SIGCONT)
         time.sleep(0.2)
     raise AssertionError(f"no open transaction of the app seen in {timeout_s}s:\n{app.log_tail()}")
 

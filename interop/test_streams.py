@@ -11,16 +11,20 @@ skipped, and pytest -ra prints why.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from confluent_kafka import TopicPartition
 
 from interop.conftest import BrokerFactory
 from interop.streams import (
     AppProcess,
     Input,
+    Output,
     app_topics,
     create_topic,
     kill_in_transaction,
@@ -33,11 +37,11 @@ from interop.streams import (
 BASE_MS = 1_700_000_000_000
 """Event time of the first input record."""
 STEP_MS = 50
-KEYS = 4
+KEYS = 8
 PARTITIONS = 2
 WINDOW_MS = 1000
 TOTAL = 3000
-"""Input records: 150 s of event time, 20 a window, 5 of each key."""
+"""Input records: 150 s of event time, 20 a window, 2 or 3 of each key."""
 APP_WAIT_S = 60.0
 
 
@@ -50,11 +54,10 @@ def python() -> str:
 
 
 def inputs(start: int, stop: int) -> Iterator[Input]:
-    """Records ``start`` to ``stop`` of the input: keys round-robin, each key always on
-    the same partition, values 1-7, event time advancing ``STEP_MS`` a record."""
+    """Records ``start`` to ``stop`` of the input: keys round-robin, values 1-7, event time
+    advancing ``STEP_MS`` a record."""
     for i in range(start, stop):
-        k = i % KEYS
-        yield Input(k % PARTITIONS, f"k{k}", i % 7 + 1, BASE_MS + i * STEP_MS)
+        yield Input(f"k{i % KEYS}", i % 7 + 1, BASE_MS + i * STEP_MS)
 
 
 def window_sums(total: int) -> list[tuple[str, int, int, int]]:
@@ -65,64 +68,6 @@ def window_sums(total: int) -> list[tuple[str, int, int, int]]:
     return sorted((key, start, start + WINDOW_MS, value) for (key, start), value in sums.items())
 
 
-def closing_records(total: int) -> list[Input]:
-    """One record per key a minute of event time after the input: it closes every window
-    of the input (Quix's "key" closing strategy), its own stays open and is not expected."""
-    at = BASE_MS + total * STEP_MS + 60_000
-    return [Input(k % PARTITIONS, f"k{k}", 0, at) for k in range(KEYS)]
-
-
-def aborted_records_exist(bootstrap: str, topics: set[str]) -> bool:
-    return any(
-        len(read_all(bootstrap, topic, committed=False)) > len(read_all(bootstrap, topic))
-        for topic in topics
-    )
-
-
-def test_quix_windows_exactly_once_across_sigkill(
-    broker_factory: BrokerFactory, python: str, topic: str, tmp_path: Path
-) -> None:
-    broker = broker_factory(storage="disk")
-    bootstrap = broker.bootstrap
-    source, sink, group = f"{topic}-in", f"{topic}-out", f"{topic}-app"
-    create_topic(bootstrap, source, PARTITIONS)
-    app = AppProcess(
-        [
-            *(python, "-m", "interop.apps.quix_windows", "--broker", bootstrap),
-            *("--input", source, "--output", sink, "--group", group),
-            *("--state-dir", str(tmp_path / "state"), "--window-ms", str(WINDOW_MS)),
-            *("--transactional-id", f"{group}-producer"),
-        ],
-        tmp_path / "quix.log",
-        {},
-    )
-    expected = window_sums(TOTAL)
-    try:
-        produce(bootstrap, source, inputs(0, TOTAL * 2 // 5))
-        app.start()
-        wait_for(lambda: len(read_all(bootstrap, sink)) > 0, "committed output", app, APP_WAIT_S)
-        produce(bootstrap, source, inputs(TOTAL * 2 // 5, TOTAL * 3 // 5))
-        held = kill_in_transaction(app, bootstrap, lambda: app_topics(bootstrap, [source]))
-
-        produce(bootstrap, source, inputs(TOTAL * 3 // 5, TOTAL))
-        produce(bootstrap, source, closing_records(TOTAL))
-        app.start()
-        wait_for(
-            lambda: len(read_all(bootstrap, sink)) >= len(expected),
-            f"{len(expected)} windows written",
-            app,
-            APP_WAIT_S,
-        )
-        assert app.stop() == 0, app.log_tail()
-    finally:
-        app.stop()
-
-    written = read_all(bootstrap, sink)
-    got = sorted((o.key, o.value["start"], o.value["end"], o.value["value"]) for o in written)  # type: ignore[index]
-    assert got == expected
-    assert aborted_records_exist(bootstrap, {tp.topic for tp in held}), held
-
-
 def running_totals(total: int) -> dict[str, list[int]]:
     totals: dict[str, list[int]] = defaultdict(list)
     for record in inputs(0, total):
@@ -131,46 +76,152 @@ def running_totals(total: int) -> dict[str, list[int]]:
     return dict(totals)
 
 
-def test_faust_table_exactly_once_across_sigkill(
-    broker_factory: BrokerFactory, python: str, topic: str, tmp_path: Path
-) -> None:
-    broker = broker_factory(storage="disk")
-    bootstrap = broker.bootstrap
-    source, sink, app_id = f"{topic}-in", f"{topic}-out", f"{topic}-app"
+def closing_records(total: int) -> list[Input]:
+    """One record per key a minute of event time after the input: it closes every window
+    of the input (Quix's "key" closing strategy), its own stays open and is not expected."""
+    at = BASE_MS + total * STEP_MS + 60_000
+    return [Input(f"k{k}", 0, at) for k in range(KEYS)]
+
+
+@dataclass
+class Scenario:
+    """One app on one broker: what it is given, and what it must have written."""
+
+    app: AppProcess
+    source: str
+    sink: str
+    closing: list[Input]
+    """Records after the input that make the app write its last expected output."""
+    expected_count: int
+    expected: object
+    outcome: Callable[[list[Output]], object]
+    """What the expectation is compared with, from the output read with read_committed."""
+
+
+def quix_windows(python: str, bootstrap: str, topic: str, folder: Path) -> Scenario:
+    source, sink, group = f"{topic}-in", f"{topic}-out", f"{topic}-app"
     create_topic(bootstrap, source, PARTITIONS)
     app = AppProcess(
+        [
+            *(python, "-m", "interop.apps.quix_windows", "--broker", bootstrap),
+            *("--input", source, "--output", sink, "--group", group),
+            *("--state-dir", str(folder / "state"), "--window-ms", str(WINDOW_MS)),
+            *("--transactional-id", f"{group}-producer"),
+        ],
+        folder / "quix.log",
+        {},
+    )
+
+    def outcome(written: list[Output]) -> object:
+        return sorted(
+            (o.key, o.value["start"], o.value["end"], o.value["value"])  # type: ignore[index]
+            for o in written
+        )
+
+    expected = window_sums(TOTAL)
+    return Scenario(app, source, sink, closing_records(TOTAL), len(expected), expected, outcome)
+
+
+def faust_totals(python: str, bootstrap: str, topic: str, folder: Path) -> Scenario:
+    source, sink, app_id = f"{topic}-in", f"{topic}-out", f"{topic}-app"
+    # Faust's transactions are per partition written to: output co-partitioned with input.
+    create_topic(bootstrap, source, PARTITIONS)
+    create_topic(bootstrap, sink, PARTITIONS)
+    app = AppProcess(
         [python, "-m", "interop.apps.faust_totals", "worker", "-l", "info"],
-        tmp_path / "faust.log",
+        folder / "faust.log",
         {
             "FAUST_BROKER": bootstrap,
             "FAUST_INPUT": source,
             "FAUST_OUTPUT": sink,
             "FAUST_APP_ID": app_id,
-            "FAUST_DATADIR": str(tmp_path / "faust-data"),
+            "FAUST_DATADIR": str(folder / "faust-data"),
         },
     )
-    expected = running_totals(TOTAL)
-    try:
-        produce(bootstrap, source, inputs(0, TOTAL * 2 // 5))
-        app.start()
-        wait_for(lambda: len(read_all(bootstrap, sink)) > 0, "committed output", app, APP_WAIT_S)
-        produce(bootstrap, source, inputs(TOTAL * 2 // 5, TOTAL * 3 // 5))
-        held = kill_in_transaction(app, bootstrap, lambda: app_topics(bootstrap, [source]))
 
-        produce(bootstrap, source, inputs(TOTAL * 3 // 5, TOTAL))
-        app.start()
-        wait_for(
-            lambda: len(read_all(bootstrap, sink)) >= TOTAL,
-            f"{TOTAL} totals written",
-            app,
-            APP_WAIT_S,
+    def outcome(written: list[Output]) -> object:
+        got: dict[str, list[int]] = defaultdict(list)
+        for output in written:  # in offset order, and a key's totals share a partition
+            got[output.key].append(output.value["total"])  # type: ignore[index]
+        return dict(got)
+
+    return Scenario(app, source, sink, [], TOTAL, running_totals(TOTAL), outcome)
+
+
+SCENARIOS = {"quix": quix_windows, "faust": faust_totals}
+
+
+def run_until_written(scenario: Scenario, bootstrap: str, *, restarts: int = 0) -> None:
+    """Wait for the expected count of committed output, starting the app again when it
+    exits (as its supervisor would) at most ``restarts`` times; then stop it cleanly."""
+    app = scenario.app
+    deadline = time.monotonic() + APP_WAIT_S
+    while len(read_all(bootstrap, scenario.sink)) < scenario.expected_count:
+        assert time.monotonic() < deadline, (
+            f"not {scenario.expected_count} records written after {APP_WAIT_S:.0f}s:\n"
+            + app.log_tail()
         )
-        assert app.stop() == 0, app.log_tail()
+        if not app.running:
+            assert app.runs <= restarts + 1, "the app exited:\n" + app.log_tail()
+            app.start()
+        time.sleep(0.5)
+    assert app.stop() == 0, app.log_tail()
+
+
+def check_output(scenario: Scenario, bootstrap: str, held: list[TopicPartition]) -> None:
+    assert scenario.outcome(read_all(bootstrap, scenario.sink)) == scenario.expected
+    # The kill left records of an open transaction: aborted, never read committed.
+    assert any(
+        len(read_all(bootstrap, topic, committed=False)) > len(read_all(bootstrap, topic))
+        for topic in {tp.topic for tp in held}
+    ), held
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_app_sigkill_exactly_once(
+    broker_factory: BrokerFactory, python: str, name: str, topic: str, tmp_path: Path
+) -> None:
+    """The app is SIGKILLed with a transaction open, and started again."""
+    bootstrap = broker_factory(storage="disk").bootstrap
+    scenario = SCENARIOS[name](python, bootstrap, topic, tmp_path)
+    app = scenario.app
+    try:
+        produce(bootstrap, scenario.source, inputs(0, TOTAL * 2 // 5))
+        app.start()
+        wait_for(lambda: bool(read_all(bootstrap, scenario.sink)), "output", app, APP_WAIT_S)
+        produce(bootstrap, scenario.source, inputs(TOTAL * 2 // 5, TOTAL * 3 // 5))
+        held = kill_in_transaction(app, bootstrap, lambda: app_topics(bootstrap, [scenario.source]))
+        produce(bootstrap, scenario.source, inputs(TOTAL * 3 // 5, TOTAL))
+        produce(bootstrap, scenario.source, scenario.closing)
+        app.start()
+        run_until_written(scenario, bootstrap)
     finally:
         app.stop()
+    check_output(scenario, bootstrap, held)
 
-    got: dict[str, list[int]] = defaultdict(list)
-    for output in read_all(bootstrap, sink):
-        got[output.key].append(output.value["total"])  # type: ignore[index]
-    assert dict(got) == expected
-    assert aborted_records_exist(bootstrap, {tp.topic for tp in held}), held
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_broker_sigkill_exactly_once(
+    broker_factory: BrokerFactory, python: str, name: str, topic: str, tmp_path: Path
+) -> None:
+    """The broker is SIGKILLed while the app has a transaction open, and started again on
+    its data and port; the app, started again if it gave up, goes on."""
+    broker = broker_factory(storage="disk")
+    bootstrap = broker.bootstrap
+    scenario = SCENARIOS[name](python, bootstrap, topic, tmp_path)
+    app = scenario.app
+    try:
+        produce(bootstrap, scenario.source, inputs(0, TOTAL * 2 // 5))
+        app.start()
+        wait_for(lambda: bool(read_all(bootstrap, scenario.sink)), "output", app, APP_WAIT_S)
+        produce(bootstrap, scenario.source, inputs(TOTAL * 2 // 5, TOTAL * 3 // 5))
+        kill_in_transaction(
+            app, bootstrap, lambda: app_topics(bootstrap, [scenario.source]), broker.kill
+        )
+        broker.start(broker.port)
+        produce(bootstrap, scenario.source, inputs(TOTAL * 3 // 5, TOTAL))
+        produce(bootstrap, scenario.source, scenario.closing)
+        run_until_written(scenario, bootstrap, restarts=2)
+    finally:
+        app.stop()
+    assert scenario.outcome(read_all(bootstrap, scenario.sink)) == scenario.expected
