@@ -33,6 +33,7 @@ from interop.streams import (
     streams_python,
     wait_for,
 )
+from kafkacompat.protocol.supported import SUPPORTED_VERSIONS
 
 BASE_MS = 1_700_000_000_000
 """Event time of the first input record."""
@@ -43,6 +44,16 @@ WINDOW_MS = 1000
 TOTAL = 3000
 """Input records: 150 s of event time, 20 a window, 2 or 3 of each key."""
 APP_WAIT_S = 60.0
+
+
+TXN_OFFSET_COMMIT = 28
+pytestmark = pytest.mark.xfail(
+    TXN_OFFSET_COMMIT not in SUPPORTED_VERSIONS,
+    reason="the broker does not advertise TxnOffsetCommit (key 28) yet: the apps' "
+    "send_offsets_to_transaction fails (librdkafka _UNSUPPORTED_FEATURE in Quix, aiokafka "
+    "IncompatibleBrokerVersion in faust) after AddOffsetsToTxn succeeds",
+    strict=False,
+)
 
 
 @pytest.fixture(scope="module")
