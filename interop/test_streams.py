@@ -179,8 +179,26 @@ def run_until_written(scenario: Scenario, bootstrap: str, *, restarts: int = 0) 
     assert app.stop() == 0, app.log_tail()
 
 
+def differences(got: object, expected: object) -> str:
+    """Where ``got`` first departs from ``expected``, per key for a dict of lists."""
+    if not (isinstance(got, dict) and isinstance(expected, dict)):
+        return f"got {got}\nexpected {expected}"
+    lines = []
+    for key in sorted(set(got) | set(expected)):
+        a, b = got.get(key, []), expected.get(key, [])
+        if a != b:
+            at = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), None)
+            at = min(len(a), len(b)) if at is None else at
+            lines.append(
+                f"{key}: {len(a)} written, {len(b)} expected; from index {at}: "
+                f"written {a[max(0, at - 2) : at + 5]}, expected {b[max(0, at - 2) : at + 5]}"
+            )
+    return "\n".join(lines)
+
+
 def check_output(scenario: Scenario, bootstrap: str, held: list[TopicPartition]) -> None:
-    assert scenario.outcome(read_all(bootstrap, scenario.sink)) == scenario.expected
+    got = scenario.outcome(read_all(bootstrap, scenario.sink))
+    assert got == scenario.expected, differences(got, scenario.expected)
     # The kill left records of an open transaction: aborted, never read committed.
     assert any(
         len(read_all(bootstrap, topic, committed=False)) > len(read_all(bootstrap, topic))
@@ -235,4 +253,5 @@ def test_broker_sigkill_exactly_once(
         run_until_written(scenario, bootstrap, restarts=2)
     finally:
         app.stop()
-    assert scenario.outcome(read_all(bootstrap, scenario.sink)) == scenario.expected
+    got = scenario.outcome(read_all(bootstrap, scenario.sink))
+    assert got == scenario.expected, differences(got, scenario.expected)

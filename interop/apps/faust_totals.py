@@ -46,5 +46,18 @@ async def add_up(stream: faust.StreamT[int]) -> None:
         await sink.send(key=key, value={"total": totals[name]})
 
 
+@app.agent(sink)
+async def totals_written(stream: faust.StreamT[dict[str, int]]) -> None:
+    """A reader of the output in the same app.  Under exactly_once, faust sends a record
+    in a transaction only to a topic its consumer has metadata for (TransactionManager.send
+    asks the consumer's key_partition, None for a topic it does not subscribe to, and then
+    sends with the plain producer, outside every transaction): without a reader here the
+    totals would be written at once, duplicated by a restart.  With it, the output topic is
+    co-partitioned with the input and its partition p is written by partition p's
+    transaction, with the input offsets and the table's changelog."""
+    async for _total in stream:
+        pass
+
+
 if __name__ == "__main__":
     app.main()
