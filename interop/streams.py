@@ -204,6 +204,21 @@ def read_all(bootstrap: str, topic: str, *, committed: bool = True) -> list[Outp
         consumer.close()
 
 
+def group_has_read(bootstrap: str, group: str, topic: str) -> bool:
+    """Whether ``group``'s committed offsets cover every record of ``topic`` read with
+    read_committed (the offset after each partition's last record, or beyond)."""
+    last: dict[int, int] = {}
+    for output in read_all(bootstrap, topic):
+        last[output.partition] = output.offset
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        wanted = [TopicPartition(topic, p) for p in last]
+        committed = consumer.committed(wanted, timeout=CALL_TIMEOUT_S)
+    finally:
+        consumer.close()
+    return all(tp.offset > last[tp.partition] for tp in committed)
+
+
 def open_transactions(bootstrap: str, topics: Iterable[str]) -> list[TopicPartition]:
     """The partitions whose last stable offset is below the high watermark: an open
     transaction holds records there (ListOffsets latest, read_committed and not)."""
