@@ -24,6 +24,7 @@ from kafkacompat.coordinators.producer_ids import ProducerIdManager
 from kafkacompat.metadata.image import MetadataDelta, MetadataImage
 from kafkacompat.metadata.local_controller import LocalController
 from kafkacompat.security.authorizer import AllowAllAuthorizer, Authorizer
+from kafkacompat.storage.base import KafkaStorageError
 from kafkacompat.storage.config import LogConfig
 from kafkacompat.storage.manager import Engine, LogManager, Topic
 
@@ -506,6 +507,18 @@ class Broker:
             )
         return self._log_cleaner
 
+    def _first_unstable_offset(self, tp: tuple[str, int]) -> int | None:
+        """A partition's first unstable offset, for the cleaner (which never cleans past it)."""
+        partition = self.replica_manager.get_partition(*tp)
+        if partition is None:
+            return None
+        try:
+            return partition.log.first_unstable_offset
+        except KafkaStorageError:
+            # The producer state cannot be loaded: nothing is known stable, so nothing is
+            # cleaned (the log start offset as the bound leaves an empty range).
+            return partition.log.log_start_offset
+
     async def clean_logs(self) -> int:
         """Kafka's log cleaner thread: compact the dirtiest log, in a worker thread, and again
         while one is dirty enough; returns how many rounds ran. The server calls it every
@@ -519,12 +532,13 @@ class Broker:
         rounds = 0
         while self.started:
             now = self.now_ms()
-            picked = cleaner.grab_filthiest(self.logs.logs(), now)
+            picked = cleaner.grab_filthiest(self.logs.logs(), now, self._first_unstable_offset)
             if picked is None:
                 break
             tp, plan = picked
             partition = self.replica_manager.get_partition(*tp)
             producers = None if partition is None else partition.log.producer_last_offsets()
+            epochs = None if partition is None else partition.log.producer_epochs_without_data()
             plan.open_files()
             try:
                 result = await loop.run_in_executor(
@@ -535,6 +549,7 @@ class Broker:
                         now_ms=now,
                         map_budget_bytes=cleaner.map_budget_bytes,
                         producer_last_offsets=producers,
+                        producer_epochs=epochs,
                         cancelled=cleaner.cancelled,
                     ),
                 )

@@ -13,12 +13,18 @@ its group's shard:
   start-up), tells the result's ``append_future`` callbacks how the append went and returns
   the response.  If the append fails nothing is replayed, the callbacks hear the error and
   the response is what ``on_error`` makes of it (Kafka answers COORDINATOR_NOT_AVAILABLE or
-  NOT_COORDINATOR, depending on the storage's error).
+  NOT_COORDINATOR, depending on the storage's error).  Each record is replayed with its
+  offset in the log, which orders transactional and plain offset commits.
+* a *transactional write operation* (TxnOffsetCommit) is a write whose batch is a
+  transactional producer's: its records replay as that producer's pending records, which a
+  marker later decides (``shard.replay_end_transaction_marker``, run as a write with no
+  records: the transaction coordinator wrote the marker).
 * a *read operation* is ``op(shard)``: no records, no changes.
 * a *timer* (:class:`CoordinatorTimer`) runs a write operation later: session expirations,
   rebalance timeouts and the offsets retention check write their records like any request.
 * the *load* at start-up reads each partition (:mod:`kafkacompat.coordinators.group_loader`)
-  and replays its records into a fresh shard; requests get COORDINATOR_LOAD_IN_PROGRESS
+  and replays its records into a fresh shard, the transactions still open at the log's end
+  as pending records first; requests get COORDINATOR_LOAD_IN_PROGRESS
   meanwhile (the service checks :attr:`CoordinatorRuntime.loading` before it schedules).
 
 As in Kafka, some state is changed by the operation itself rather than by replay: a classic
@@ -41,7 +47,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from kafkacompat.coordinators.group_loader import latest_records_steps
+from kafkacompat.coordinators.group_loader import load_records_steps
 from kafkacompat.coordinators.group_records import (
     CoordinatorRecord,
     decode_record,
@@ -50,9 +56,13 @@ from kafkacompat.coordinators.group_records import (
 from kafkacompat.coordinators.group_store import GroupStore, StoreError
 from kafkacompat.coordinators.group_timers import Scheduler, TimerHandle
 from kafkacompat.errors import ErrorCode
+from kafkacompat.records.batch import NO_PRODUCER_EPOCH, NO_PRODUCER_ID
 
 log = logging.getLogger(__name__)
 
+UNKNOWN_RECORD_OFFSET = -1
+"""A record's log offset where nobody needs it: most records of a load (see
+:mod:`kafkacompat.coordinators.pending_offsets`)."""
 T = TypeVar("T")
 U = TypeVar("U")
 
@@ -99,8 +109,15 @@ def no_records(response: T) -> CoordinatorResult[T]:
 class CoordinatorShard(Protocol):
     """One ``__consumer_offsets`` partition's state, as the runtime drives it."""
 
-    def replay(self, record: CoordinatorRecord) -> None:
-        """Apply one record: after a write's append, and for every record at load."""
+    def replay(
+        self,
+        record: CoordinatorRecord,
+        producer_id: int = NO_PRODUCER_ID,
+        record_offset: int = UNKNOWN_RECORD_OFFSET,
+    ) -> None:
+        """Apply one record: after a write's append, and for every record at load.
+        ``producer_id``: the transactional producer whose batch holds it (TxnOffsetCommit);
+        ``record_offset``: where the log has it (unknown for most records of a load)."""
 
     def on_loaded(self) -> CoordinatorResult[None]:
         """The partition is loaded: arm its timers (Kafka's ``onLoaded``)."""
@@ -145,6 +162,9 @@ class CoordinatorRuntime(Generic[ShardT]):
         self.store = store
         self._new_shard = new_shard
         self._shards: dict[int, ShardT] = {}
+        # Without a store (unit tests) records still get increasing offsets, for the order
+        # of transactional and plain commits.
+        self._next_offset = 0
         self.active = False
         """Serving: loaded (or loading) and not shut down."""
         self.loading = False
@@ -194,14 +214,37 @@ class CoordinatorRuntime(Generic[ShardT]):
             return on_error(error, result.response)
         return result.response
 
+    def schedule_transactional_write_operation(
+        self,
+        partition: int,
+        producer_id: int,
+        producer_epoch: int,
+        op: Callable[[ShardT, int], CoordinatorResult[T]],
+        on_error: Callable[[ErrorCode, T], T] | None = None,
+    ) -> T:
+        """:meth:`schedule_write_operation` whose records go in one transactional batch of
+        ``producer_id`` (Kafka's ``scheduleTransactionalWriteOperation``): they replay as
+        that producer's pending records until its marker decides them."""
+        shard = self.shard(partition)
+        result = op(shard, self.scheduler.now_ms())
+        error = self._write(partition, shard, result, producer_id, producer_epoch)
+        if error is not None and on_error is not None:
+            return on_error(error, result.response)
+        return result.response
+
     def _write(
-        self, partition: int, shard: ShardT, result: CoordinatorResult[T]
+        self,
+        partition: int,
+        shard: ShardT,
+        result: CoordinatorResult[T],
+        producer_id: int = NO_PRODUCER_ID,
+        producer_epoch: int = NO_PRODUCER_EPOCH,
     ) -> ErrorCode | None:
         """Append, replay, complete the append futures, then write their follow-ups."""
-        error = self._append(partition, result.records)
+        error, base_offset = self._append(partition, result.records, producer_id, producer_epoch)
         if error is None and result.replay_records:
-            for record in result.records:
-                shard.replay(record)
+            for index, record in enumerate(result.records):
+                shard.replay(record, producer_id, base_offset + index)
         follow_ups = [callback(error) for callback in result.append_future]
         for follow_up in follow_ups:
             if follow_up is not None:
@@ -211,17 +254,33 @@ class CoordinatorRuntime(Generic[ShardT]):
     def schedule_read_operation(self, partition: int, op: Callable[[ShardT], T]) -> T:
         return op(self.shard(partition))
 
-    def _append(self, partition: int, records: list[CoordinatorRecord]) -> ErrorCode | None:
-        if self.store is None or not records:
-            return None
+    def _append(
+        self,
+        partition: int,
+        records: list[CoordinatorRecord],
+        producer_id: int = NO_PRODUCER_ID,
+        producer_epoch: int = NO_PRODUCER_EPOCH,
+    ) -> tuple[ErrorCode | None, int]:
+        """The append's error, and the base offset of its batch."""
+        if not records:
+            return None, UNKNOWN_RECORD_OFFSET
+        if self.store is None:
+            base_offset = self._next_offset
+            self._next_offset += len(records)
+            return None, base_offset
         try:
-            self.store.append(partition, [encode_record(r) for r in records])
+            base_offset = self.store.append(
+                partition,
+                [encode_record(r) for r in records],
+                producer_id=producer_id,
+                producer_epoch=producer_epoch,
+            )
         except StoreError as exc:
             log.warning(
                 "cannot append %d records to partition %d: %s", len(records), partition, exc
             )
-            return exc.error_code
-        return None
+            return exc.error_code, UNKNOWN_RECORD_OFFSET
+        return None, base_offset
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -235,12 +294,26 @@ class CoordinatorRuntime(Generic[ShardT]):
             shard = self.shard(partition)
             if self.store is None:
                 continue
-            latest, count = yield from latest_records_steps(self.store, partition)
-            records += count
-            for key, value in latest.items():
+            loaded = yield from load_records_steps(self.store, partition)
+            records += loaded.records_read
+            # Transactions still open at the log's end first: their offsets stay pending
+            # until a marker written after this load decides them; the committed offsets
+            # written after such a transaction's records carry their record offsets, for
+            # the marker to compare (see :mod:`kafkacompat.coordinators.pending_offsets`).
+            for producer_id, pending in loaded.pending.items():
+                for key, (record_offset, value) in pending.items():
+                    record = decode_record(key, value)
+                    if record is not None:
+                        shard.replay(record, producer_id, record_offset)
+            record_offsets = loaded.record_offsets
+            for key, value in loaded.latest.items():
                 record = decode_record(key, value)
                 if record is not None:
-                    shard.replay(record)
+                    shard.replay(
+                        record,
+                        NO_PRODUCER_ID,
+                        record_offsets.get(key, UNKNOWN_RECORD_OFFSET),
+                    )
         self.loading = False
         for partition in sorted(self._shards):
             self.schedule_write_operation(partition, lambda shard, _now: shard.on_loaded())

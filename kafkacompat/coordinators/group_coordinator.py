@@ -23,7 +23,11 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 
 from kafkacompat.coordinators.classic_group_rebalance import NEW_MEMBER_JOIN_TIMEOUT_MS
-from kafkacompat.coordinators.coordinator_runtime import CoordinatorResult, CoordinatorRuntime
+from kafkacompat.coordinators.coordinator_runtime import (
+    EMPTY_RESULT,
+    CoordinatorResult,
+    CoordinatorRuntime,
+)
 from kafkacompat.coordinators.group_config import GroupConfig
 from kafkacompat.coordinators.group_coordinator_shard import GroupCoordinatorShard
 from kafkacompat.coordinators.group_describe import (
@@ -46,7 +50,7 @@ from kafkacompat.coordinators.group_metadata import (
 from kafkacompat.coordinators.group_metadata_manager import JoinRequest
 from kafkacompat.coordinators.group_store import GroupStore, LoadedGroups
 from kafkacompat.coordinators.group_timers import Scheduler
-from kafkacompat.coordinators.offset_metadata_manager import commit_failed
+from kafkacompat.coordinators.offset_metadata_manager import commit_failed, txn_commit_failed
 from kafkacompat.errors import ErrorCode
 
 E = ErrorCode
@@ -273,6 +277,56 @@ class GroupCoordinator:
             commit_failed,
         )
 
+    def commit_transactional_offsets(
+        self,
+        group_id: str,
+        producer_id: int,
+        producer_epoch: int,
+        member_id: str,
+        group_instance_id: str | None,
+        generation_id: int,
+        offsets: dict[TopicPartition, OffsetAndMetadata],
+    ) -> dict[TopicPartition, ErrorCode]:
+        """TxnOffsetCommit: the error per partition.  The offsets are written before this
+        returns, in one transactional batch of the producer's (its epoch checked by the
+        partition's producer state), and stay pending until :meth:`on_transaction_completed`."""
+        error = self.group_error(group_id, allow_empty=False)
+        if error is not None:
+            return dict.fromkeys(offsets, error)
+        return self.runtime.schedule_transactional_write_operation(
+            self.partition_for(group_id),
+            producer_id,
+            producer_epoch,
+            lambda shard, _now: shard.offset_manager.commit_transactional_offsets(
+                group_id, member_id, group_instance_id, generation_id, offsets
+            ),
+            txn_commit_failed,
+        )
+
+    def on_transaction_completed(
+        self, producer_id: int, partitions: Iterable[int], committed: bool
+    ) -> None:
+        """Kafka's ``onTransactionCompleted``: a COMMIT (or ABORT) marker of ``producer_id``
+        is now in these ``__consumer_offsets`` partitions, so the offsets its transaction
+        committed there become visible (or go).  Nothing is written: the marker is."""
+        if not self.runtime.active:
+            return  # the next start's load reads the marker from the log
+        for partition in set(partitions):
+            self.runtime.schedule_write_operation(
+                partition,
+                lambda shard, _now: _replay_marker(shard, producer_id, committed),
+            )
+
+    def pending_offsets(self, group_id: str) -> set[TopicPartition]:
+        """The group's partitions with a transactional offset not yet decided (OffsetFetch
+        with require_stable: UNSTABLE_OFFSET_COMMIT)."""
+        if self.group_error(group_id, allow_empty=True) is not None:
+            return set()
+        return self.runtime.schedule_read_operation(
+            self.partition_for(group_id),
+            lambda shard: shard.offset_manager.pending_partitions(group_id),
+        )
+
     def fetch_offsets(
         self, group_id: str, partitions: list[TopicPartition] | None
     ) -> tuple[ErrorCode, list[tuple[TopicPartition, OffsetAndMetadata | None]]]:
@@ -361,6 +415,13 @@ class GroupCoordinator:
             deleted = self.runtime.schedule_write_operation(partition, _delete_groups(ids))
             errors.update(deleted)
         return errors
+
+
+def _replay_marker(
+    shard: GroupCoordinatorShard, producer_id: int, committed: bool
+) -> CoordinatorResult[None]:
+    shard.replay_end_transaction_marker(producer_id, committed)
+    return EMPTY_RESULT
 
 
 def _delete_groups(

@@ -57,6 +57,7 @@ from kafkacompat.coordinators.group_records import (
     GroupMetadataRecord,
     OffsetCommitRecord,
 )
+from kafkacompat.coordinators.pending_offsets import PendingTransactionalOffsets
 from kafkacompat.errors import ErrorCode
 
 log = logging.getLogger(__name__)
@@ -103,9 +104,19 @@ class JoinRequest:
 class GroupMetadataManager(ClassicGroupRebalance):
     """The classic groups of one ``__consumer_offsets`` partition."""
 
-    def __init__(self, config: GroupConfig, timer: CoordinatorTimer) -> None:
+    def __init__(
+        self,
+        config: GroupConfig,
+        timer: CoordinatorTimer,
+        pending_offsets: PendingTransactionalOffsets | None = None,
+    ) -> None:
         super().__init__(config, timer)
         self.groups: dict[str, GroupMetadata] = {}
+        # The shard's undecided TxnOffsetCommits: a group with an open transaction is not
+        # removed for being empty, and deleting a group drops its pending offsets.
+        self.pending_offsets = (
+            pending_offsets if pending_offsets is not None else PendingTransactionalOffsets()
+        )
 
     def add_group(self, group_id: str) -> GroupMetadata:
         group = GroupMetadata(group_id, S.EMPTY, self.now())
@@ -529,7 +540,7 @@ class GroupMetadataManager(ClassicGroupRebalance):
                 errors[group_id] = E.NON_EMPTY_GROUP
         if not eligible:
             return no_records(errors)
-        result = self.cleanup_group_metadata(eligible, _remove_all_offsets)
+        result = self.cleanup_group_metadata(eligible, self._remove_all_offsets)
         log.info(
             "deleting groups %s and %d offsets",
             ", ".join(g.group_id for g in eligible),
@@ -550,7 +561,11 @@ class GroupMetadataManager(ClassicGroupRebalance):
         records: list[CoordinatorRecord] = []
         for group in groups:
             removed = selector(group)
-            if group.is_in(S.EMPTY) and not group.offsets:
+            if (
+                group.is_in(S.EMPTY)
+                and not group.offsets
+                and not self.pending_offsets.has_open_transactions(group.group_id)
+            ):
                 log.info(
                     "group %s transitioned to Dead in generation %d",
                     group.group_id,
@@ -576,8 +591,10 @@ class GroupMetadataManager(ClassicGroupRebalance):
 
         return CoordinatorResult(records, removed_count, (on_append,), replay_records=False)
 
-
-def _remove_all_offsets(group: GroupMetadata) -> list[TopicPartition]:
-    removed = list(group.offsets)
-    group.offsets.clear()
-    return removed
+    def _remove_all_offsets(self, group: GroupMetadata) -> list[TopicPartition]:
+        """A deleted group's offsets, and its pending transactional ones (Kafka's
+        ``deleteAllOffsets``: one tombstone per partition)."""
+        removed = list(group.offsets)
+        pending_only = self.pending_offsets.remove_group(group.group_id) - group.offsets.keys()
+        group.offsets.clear()
+        return removed + sorted(pending_only)

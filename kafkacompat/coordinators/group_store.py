@@ -2,7 +2,8 @@
 
 SWAP POINT.  Nothing else in :mod:`kafkacompat.coordinators` touches the log: the runtime
 appends a write operation's records with :meth:`GroupStore.append` (one CreateTime batch per
-operation, to one partition, before the operation's response goes out) and the start-up load
+operation, to one partition, before the operation's response goes out; a transactional
+producer's batch for TxnOffsetCommit) and the start-up load
 reads through :meth:`GroupStore.log_start_offset` and :meth:`GroupStore.read`.  Today these
 reach the broker's :class:`~kafkacompat.storage.manager.LogManager` directly; a replica
 manager's append can replace them without the coordinator noticing, as long as the interface
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from kafkacompat.coordinators.group_records import OFFSETS_TOPIC, Record, partition_for
 from kafkacompat.errors import ErrorCode, KafkaProtocolError
 from kafkacompat.records import RecordBatchBuilder
+from kafkacompat.records.batch import NO_PRODUCER_EPOCH, NO_PRODUCER_ID
 from kafkacompat.storage.base import FileRegion
 from kafkacompat.storage.manager import LogManager, Topic
 
@@ -104,10 +106,22 @@ class GroupStore:
             log.info("created %s with %d partitions", OFFSETS_TOPIC, self.configured_partitions)
         return topic
 
-    def append(self, partition: int, records: Iterable[Record]) -> int:
+    def append(
+        self,
+        partition: int,
+        records: Iterable[Record],
+        *,
+        producer_id: int = NO_PRODUCER_ID,
+        producer_epoch: int = NO_PRODUCER_EPOCH,
+    ) -> int:
         """Append one batch to ``partition``; returns its base offset once the log has it
         (written to the segment file, so it survives the process being killed), -1 when
-        there was nothing to append.  StoreError if not."""
+        there was nothing to append.  StoreError if not.
+
+        With a ``producer_id`` the batch is transactional, that producer's (TxnOffsetCommit):
+        the partition's producer state opens a transaction for it, which the coordinator's
+        marker closes; its epoch is checked there (INVALID_PRODUCER_EPOCH).  The sequence is
+        0, as Kafka's coordinator writes it: a broker's own appends carry no sequences."""
         try:
             topic = self.ensure_topic()
         except KafkaProtocolError as exc:
@@ -115,7 +129,16 @@ class GroupStore:
         if not 0 <= partition < topic.partitions:
             raise StoreError(f"no partition {partition}", ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
         now = self.now_ms()
-        builder = RecordBatchBuilder()
+        builder = (
+            RecordBatchBuilder()
+            if producer_id == NO_PRODUCER_ID
+            else RecordBatchBuilder(
+                producer_id=producer_id,
+                producer_epoch=producer_epoch,
+                base_sequence=0,
+                is_transactional=True,
+            )
+        )
         for key, value in records:
             builder.append(value, timestamp=now, key=key)
         if not len(builder):

@@ -39,6 +39,7 @@ FAMILIES: Final[Mapping[str, tuple[int, ...]]] = {
     "configs": (K.DESCRIBE_CONFIGS,),
     "alter_configs": (K.ALTER_CONFIGS, K.INCREMENTAL_ALTER_CONFIGS),
     "cluster": (K.DESCRIBE_CLUSTER, K.DESCRIBE_LOG_DIRS),
+    "admin_transactions": (K.DESCRIBE_PRODUCERS, K.DESCRIBE_TRANSACTIONS, K.LIST_TRANSACTIONS),
     # consumer groups
     "groups": (
         K.FIND_COORDINATOR,
@@ -50,7 +51,7 @@ FAMILIES: Final[Mapping[str, tuple[int, ...]]] = {
         K.LIST_GROUPS,
         K.DELETE_GROUPS,
     ),
-    "group_offsets": (K.OFFSET_COMMIT, K.OFFSET_FETCH, K.OFFSET_DELETE),
+    "group_offsets": (K.OFFSET_COMMIT, K.OFFSET_FETCH, K.OFFSET_DELETE, K.TXN_OFFSET_COMMIT),
 }
 
 

@@ -3,7 +3,8 @@ replace (Kafka's ``LocalLog`` suffixes and ``replaceSegments``, and ``LogLoader`
 swap after a crash).
 
 *Write* (:class:`CleanedSegmentWriter`, in the cleaner's worker thread): one cleaned segment
-and its indexes, with the same index bookkeeping as an append, fsync'd before the round ends.
+and its indexes, with the same index bookkeeping as an append, fsync'd before the round ends;
+its ``.txnindex`` holds the aborted transactions whose markers the cleaner kept.
 
 *Swap* (:meth:`kafkacompat.storage.log.Log.replace_segments`, on the event loop): the cleaned
 files are renamed ``.cleaned`` -> ``.swap``, the old segments are renamed for deferred deletion,
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from kafkacompat.records.batch import FIELD_BASE_OFFSET, FIELD_LAST_OFFSET_DELTA
@@ -35,7 +36,7 @@ from kafkacompat.storage.segment import (
     LogSegment,
     segment_file_name,
 )
-from kafkacompat.storage.transaction_index import TXN_INDEX_SUFFIX
+from kafkacompat.storage.transaction_index import TXN_INDEX_SUFFIX, AbortedTxn, write_txn_index
 
 CLEANED_SUFFIX: Final = ".cleaned"
 SWAP_SUFFIX: Final = ".swap"
@@ -72,6 +73,8 @@ class CleanedSegment:
     base_offset: int
     size: int
     directory: str
+    aborted_txns: list[AbortedTxn] = field(default_factory=list)
+    """Its ``.txnindex``: the aborted transactions whose markers it kept, in offset order."""
 
     def path(self, suffix: str, state: str) -> str:
         return os.path.join(self.directory, segment_file_name(self.base_offset, suffix) + state)
@@ -145,6 +148,10 @@ class CleanedSegmentWriter:
             self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
         self.offset_index.flush()
         self.time_index.flush()
+        if self.cleaned.aborted_txns:  # like an appended segment's, created by its first entry
+            write_txn_index(
+                self.cleaned.path(TXN_INDEX_SUFFIX, CLEANED_SUFFIX), self.cleaned.aborted_txns
+            )
         self.cleaned.size = self.position
 
     def abandon(self) -> None:

@@ -102,7 +102,6 @@ from kafkacompat.storage.segment import (
 from kafkacompat.storage.transaction_index import (
     TXN_INDEX_SUFFIX,
     TransactionIndex,
-    write_txn_index,
 )
 
 log = logging.getLogger(__name__)
@@ -912,11 +911,9 @@ class Log:
             return False
         # The log file goes last: its .swap name is what a reload takes as "swap complete".
         suffixes: tuple[str, ...] = (INDEX_SUFFIX, TIME_INDEX_SUFFIX, LOG_SUFFIX)
-        # The cleaner keeps every marker, so the replaced segments' aborted transactions
-        # all still hold: the cleaned segment takes them, in the swap like its other files.
-        aborted = [entry for segment in old for entry in segment.txn_index.entries]
-        if aborted:
-            write_txn_index(cleaned.path(TXN_INDEX_SUFFIX, CLEANED_SUFFIX), aborted)
+        # The cleaner wrote the index of the aborted transactions whose markers it kept (the
+        # others' data is gone); it moves with the other files.
+        if cleaned.aborted_txns:
             suffixes = (TXN_INDEX_SUFFIX, *suffixes)
         for suffix in suffixes:
             os.replace(cleaned.path(suffix, CLEANED_SUFFIX), cleaned.path(suffix, SWAP_SUFFIX))

@@ -19,12 +19,24 @@ swapping them in).
    only if no later record has its key, it has a key at all, and, for a tombstone (null
    value), its batch's *delete horizon* has not passed. Offsets never change: a batch keeps
    its base offset and last offset (the producer's sequence bookkeeping relies on the latter),
-   its producer fields, leader epoch, codec and timestamp type. A batch that keeps every record
-   is copied byte for byte. The first round that keeps a tombstone stamps its batch with a
-   delete horizon, now + ``delete.retention.ms`` (KIP-534: attribute bit 6, the horizon in the
-   base timestamp); a later round after that time drops it. A batch left with no records
-   disappears, unless it is the last one of an idempotent producer: then its header stays
-   (zero records), so the producer's next sequence number is still accepted after a restart.
+   its producer fields (transactional flag included), leader epoch, codec and timestamp type.
+   A batch that keeps every record is copied byte for byte. The first round that keeps a
+   tombstone stamps its batch with a delete horizon, now + ``delete.retention.ms`` (KIP-534:
+   attribute bit 6, the horizon in the base timestamp); a later round after that time drops
+   it. A batch left with no records disappears, unless it is the last one of an idempotent
+   producer: then its header stays (zero records), so the producer's next sequence number is
+   still accepted after a restart.
+
+*Transactions* (Kafka's ``CleanedTransactionMetadata``, here
+:mod:`~kafkacompat.storage.cleaned_transaction_metadata`). The cleanable range ends at the last
+stable offset, so every transaction in it is complete. The aborted ones are read from the
+``.txnindex`` files when the round is planned; both passes walk them along with the batches.
+Data of an aborted transaction is never mapped (an aborted write must not shadow an older
+committed value) and is always removed. A marker goes only once no batch of its transaction
+is left, and only after ``delete.retention.ms`` more: the round that first finds it removable
+stamps its batch with a delete horizon, as for tombstones, and a round after the horizon drops
+it (so a consumer that read the data before the cleaning still meets the marker). Each cleaned
+segment's ``.txnindex`` holds the aborted transactions whose markers it kept.
 
 The swap that follows, on the event loop, is described in :mod:`kafkacompat.storage.cleaned_segment`.
 """
@@ -46,9 +58,12 @@ from kafkacompat.records.batch import (
     FIELD_BASE_TIMESTAMP,
     FIELD_LAST_OFFSET_DELTA,
     FIELD_MAX_TIMESTAMP,
+    FIELD_PRODUCER_EPOCH,
     FIELD_PRODUCER_ID,
     FIELD_RECORDS_COUNT,
+    TRANSACTIONAL_FLAG_MASK,
 )
+from kafkacompat.records.control import ControlRecordType, decode_control_record_key
 from kafkacompat.records.errors import InvalidRecordError
 from kafkacompat.storage.batch_filter import empty_batch, rebuilt_batch
 from kafkacompat.storage.cleaned_segment import (
@@ -56,7 +71,9 @@ from kafkacompat.storage.cleaned_segment import (
     CleanedSegmentWriter,
     SegmentSnapshot,
 )
+from kafkacompat.storage.cleaned_transaction_metadata import CleanedTransactionMetadata
 from kafkacompat.storage.file_records import (
+    BatchFields,
     RawRecord,
     batch_payload,
     iter_file_batches,
@@ -64,6 +81,7 @@ from kafkacompat.storage.file_records import (
 )
 from kafkacompat.storage.offset_map import OffsetMap
 from kafkacompat.storage.segment import MAX_RELATIVE_OFFSET
+from kafkacompat.storage.transaction_index import AbortedTxn, collect_aborted_txns
 
 if TYPE_CHECKING:
     from kafkacompat.storage.log import Log
@@ -109,6 +127,8 @@ class LogToClean:
     cleanable_bytes: int
     forced: bool = False
     """max.compaction.lag.ms has passed for the oldest dirty segment."""
+    aborted_txns: list[AbortedTxn] | None = None
+    """The aborted transactions overlapping the planned segments, read by :meth:`open_files`."""
 
     @property
     def dirty_ratio(self) -> float:
@@ -122,8 +142,17 @@ class LogToClean:
         return self.forced or self.dirty_ratio > ratio
 
     def open_files(self) -> None:
-        """Open every segment for the worker thread, on the loop: a descriptor survives the
-        rename of a segment deleted while the round runs."""
+        """Open every segment for the worker thread, and read the aborted transactions, on the
+        loop: a descriptor survives the rename of a segment deleted while the round runs, and
+        the transaction indexes are the loop's (a producer state load may rewrite them)."""
+        if self.segments:
+            # Every segment's index from the first planned one on: an aborted transaction's
+            # entry is in the segment of its marker, which may lie past the cleanable range.
+            self.aborted_txns = collect_aborted_txns(
+                self.log.txn_indexes_from(self.segments[0].base_offset),
+                self.segments[0].base_offset,
+                self.first_uncleanable_offset,
+            )
         try:
             for snapshot in self.segments:
                 snapshot.fd = os.open(snapshot.segment.log_path, os.O_RDONLY | os.O_CLOEXEC)
@@ -151,6 +180,12 @@ def build_offset_map(
     offset_map = OffsetMap(budget_bytes)
     start, end = plan.first_dirty_offset, plan.first_uncleanable_offset
     covered = start - 1
+    # Only the transactions this walk can meet the markers of: one whose marker is below
+    # the first dirty offset would otherwise stay ongoing and swallow its producer's later
+    # committed batches (Kafka collects them over the dirty range alone).
+    txns = CleanedTransactionMetadata(
+        [txn for txn in plan.aborted_txns or () if txn.last_offset >= start]
+    )
     for snapshot in plan.segments:
         if snapshot.next_offset <= start:
             continue
@@ -167,7 +202,16 @@ def build_offset_map(
             if offset_map.full and covered >= start:
                 offset_map.latest_offset = covered
                 return offset_map
-            if not fields[FIELD_ATTRIBUTES] & CONTROL_FLAG_MASK:
+            attributes = fields[FIELD_ATTRIBUTES]
+            if attributes & CONTROL_FLAG_MASK:
+                txns.on_control_batch_read(
+                    fields[FIELD_PRODUCER_ID], last_offset, _control_type(batch, fields)
+                )
+            elif attributes & TRANSACTIONAL_FLAG_MASK and txns.on_batch_read(
+                fields[FIELD_PRODUCER_ID], last_offset, True
+            ):
+                pass  # aborted: never mapped, its records are removed
+            else:
                 try:
                     records = scan_records(
                         batch_payload(batch, fields), fields[FIELD_RECORDS_COUNT]
@@ -194,6 +238,8 @@ class CleanerStats:
     records_read: int = 0
     records_retained: int = 0
     tombstones_removed: int = 0
+    aborted_records_removed: int = 0
+    markers_removed: int = 0
     map_keys: int = 0
 
 
@@ -231,19 +277,60 @@ def group_segments_by_size(
     return groups
 
 
+def _control_type(batch: memoryview, fields: BatchFields) -> ControlRecordType | None:
+    """The marker type of a control batch; None when an earlier round emptied it. A batch
+    that cannot be read is UNKNOWN, which the cleaner always keeps."""
+    if not fields[FIELD_RECORDS_COUNT]:
+        return None
+    try:
+        records = scan_records(batch_payload(batch, fields), 1)
+        return decode_control_record_key(records[0].key)
+    except (InvalidRecordError, ValueError):
+        return ControlRecordType.UNKNOWN
+
+
+def _is_last_of_producer(
+    fields: BatchFields, last_offset: int, producer_last_offsets: Mapping[int, int] | None
+) -> bool:
+    """Whether the batch holds its producer's last sequence, so its header must stay (Kafka's
+    ``isBatchLastRecordOfProducer``); with the last offsets unknown, any producer's batch."""
+    producer_id = fields[FIELD_PRODUCER_ID]
+    return producer_id >= 0 and (
+        producer_last_offsets is None or producer_last_offsets.get(producer_id) == last_offset
+    )
+
+
+def _is_last_marker_of_producer(
+    fields: BatchFields,
+    producer_last_offsets: Mapping[int, int] | None,
+    producer_epochs: Mapping[int, int] | None,
+) -> bool:
+    """Whether a marker must keep its header: its producer has no data batch left in its
+    state (an epoch bump clears them) and the marker is of its current epoch, which fences
+    older ones after a restart (the third case of Kafka's ``isBatchLastRecordOfProducer``)."""
+    producer_id = fields[FIELD_PRODUCER_ID]
+    if producer_last_offsets is None:
+        return producer_id >= 0
+    epoch = None if producer_epochs is None else producer_epochs.get(producer_id)
+    return epoch is not None and epoch == fields[FIELD_PRODUCER_EPOCH]
+
+
 def _clean_group(
     group: list[SegmentSnapshot],
     writer: CleanedSegmentWriter,
     offset_map: OffsetMap,
+    txns: CleanedTransactionMetadata,
     *,
     now_ms: int,
     delete_retention_ms: int,
     producer_last_offsets: Mapping[int, int] | None,
+    producer_epochs: Mapping[int, int] | None,
     stats: CleanerStats,
     cancelled: threading.Event | None,
 ) -> None:
     latest = offset_map.latest
     map_end = offset_map.latest_offset
+    txns.cleaned_index = writer.cleaned.aborted_txns
     for snapshot in group:
         assert snapshot.fd is not None
         stats.bytes_read += snapshot.size
@@ -253,9 +340,33 @@ def _clean_group(
             base_offset = fields[FIELD_BASE_OFFSET]
             last_offset = base_offset + fields[FIELD_LAST_OFFSET_DELTA]
             attributes = fields[FIELD_ATTRIBUTES]
-            if attributes & CONTROL_FLAG_MASK or base_offset > map_end:
-                # Markers stay (no transactions to clean up after); so does anything past the
-                # map, which this round knows nothing about.
+            if attributes & (CONTROL_FLAG_MASK | TRANSACTIONAL_FLAG_MASK):
+                # Past the map too: the whole range is below the last stable offset, so
+                # what the transaction metadata decides holds there as well (as in Kafka).
+                if attributes & CONTROL_FLAG_MASK:
+                    _clean_control_batch(
+                        batch,
+                        fields,
+                        last_offset,
+                        writer,
+                        txns,
+                        now_ms=now_ms,
+                        delete_retention_ms=delete_retention_ms,
+                        producer_last_offsets=producer_last_offsets,
+                        producer_epochs=producer_epochs,
+                        stats=stats,
+                    )
+                    continue
+                if txns.on_batch_read(fields[FIELD_PRODUCER_ID], last_offset, True):
+                    stats.records_read += fields[FIELD_RECORDS_COUNT]
+                    stats.aborted_records_removed += fields[FIELD_RECORDS_COUNT]
+                    if _is_last_of_producer(fields, last_offset, producer_last_offsets):
+                        writer.write(
+                            empty_batch(batch, fields), last_offset, fields[FIELD_MAX_TIMESTAMP]
+                        )
+                    continue
+            if base_offset > map_end:
+                # Anything past the map stays: this round knows nothing about its keys.
                 writer.write(batch, last_offset, fields[FIELD_MAX_TIMESTAMP])
                 continue
             count = fields[FIELD_RECORDS_COUNT]
@@ -295,11 +406,55 @@ def _clean_group(
             elif retained:
                 rebuilt, max_timestamp = rebuilt_batch(fields, payload, retained, new_horizon)
                 writer.write(rebuilt, last_offset, max_timestamp)
-            elif fields[FIELD_PRODUCER_ID] >= 0 and (
-                producer_last_offsets is None
-                or producer_last_offsets.get(fields[FIELD_PRODUCER_ID]) == last_offset
-            ):
+            elif _is_last_of_producer(fields, last_offset, producer_last_offsets):
                 writer.write(empty_batch(batch, fields), last_offset, fields[FIELD_MAX_TIMESTAMP])
+
+
+def _clean_control_batch(
+    batch: memoryview,
+    fields: BatchFields,
+    last_offset: int,
+    writer: CleanedSegmentWriter,
+    txns: CleanedTransactionMetadata,
+    *,
+    now_ms: int,
+    delete_retention_ms: int,
+    producer_last_offsets: Mapping[int, int] | None,
+    producer_epochs: Mapping[int, int] | None,
+    stats: CleanerStats,
+) -> None:
+    """A marker (Kafka's ``checkBatchRetention`` for a control batch): kept while its
+    transaction has data left; once it has none, stamped with a delete horizon, and dropped by
+    a round after it (its header kept if it is its producer's last batch)."""
+    control_type = _control_type(batch, fields)
+    removable = txns.on_control_batch_read(fields[FIELD_PRODUCER_ID], last_offset, control_type)
+    max_timestamp = fields[FIELD_MAX_TIMESTAMP]
+    if not removable:
+        writer.write(batch, last_offset, max_timestamp)
+        return
+    if not fields[FIELD_ATTRIBUTES] & DELETE_HORIZON_FLAG_MASK:
+        if control_type is None:  # emptied already, and kept as its producer's last
+            if _is_last_marker_of_producer(fields, producer_last_offsets, producer_epochs):
+                writer.write(batch, last_offset, max_timestamp)
+            return
+        try:
+            payload = batch_payload(batch, fields)
+            records = scan_records(payload, fields[FIELD_RECORDS_COUNT])
+        except (InvalidRecordError, ValueError) as exc:
+            log.warning("compaction keeps a malformed marker at %d: %s", last_offset, exc)
+            writer.write(batch, last_offset, max_timestamp)
+            return
+        rebuilt, max_timestamp = rebuilt_batch(
+            fields, payload, records, now_ms + delete_retention_ms
+        )
+        writer.write(rebuilt, last_offset, max_timestamp)
+        return
+    if now_ms < fields[FIELD_BASE_TIMESTAMP]:  # the delete horizon has not passed
+        writer.write(batch, last_offset, max_timestamp)
+        return
+    stats.markers_removed += 1
+    if _is_last_marker_of_producer(fields, producer_last_offsets, producer_epochs):
+        writer.write(empty_batch(batch, fields), last_offset, max_timestamp)
 
 
 def clean(
@@ -308,14 +463,19 @@ def clean(
     now_ms: int,
     map_budget_bytes: int,
     producer_last_offsets: Mapping[int, int] | None = None,
+    producer_epochs: Mapping[int, int] | None = None,
     cancelled: threading.Event | None = None,
 ) -> CleanResult:
     """One round over a planned log; runs in a worker thread on the plan's descriptors, closes
     them itself when done (the caller may stop waiting at shutdown while it still reads), and
     touches nothing the event loop uses. ``producer_last_offsets`` maps each active producer id
-    to the last offset of its last batch (None: keep every emptied idempotent batch's header)."""
+    to the last offset of its last batch (None: keep every emptied idempotent batch's header);
+    ``producer_epochs`` each active producer with no data batch left to its epoch (its markers
+    of that epoch keep their headers)."""
     try:
-        return _clean(plan, now_ms, map_budget_bytes, producer_last_offsets, cancelled)
+        return _clean(
+            plan, now_ms, map_budget_bytes, producer_last_offsets, producer_epochs, cancelled
+        )
     finally:
         plan.close_files()
 
@@ -325,6 +485,7 @@ def _clean(
     now_ms: int,
     map_budget_bytes: int,
     producer_last_offsets: Mapping[int, int] | None,
+    producer_epochs: Mapping[int, int] | None,
     cancelled: threading.Event | None,
 ) -> CleanResult:
     settings = cleaner_settings(plan.log)
@@ -334,6 +495,8 @@ def _clean(
     end_offset = offset_map.latest_offset + 1
     to_clean = [s for s in plan.segments if s.base_offset < end_offset]
     cleaned: list[CleanedSegment] = []
+    # One walk over every group, as in Kafka: a transaction may span groups.
+    txns = CleanedTransactionMetadata(plan.aborted_txns)
     directory = plan.log.directory
     try:
         for group in group_segments_by_size(to_clean, settings.segment_bytes, end_offset):
@@ -345,9 +508,11 @@ def _clean(
                     group,
                     writer,
                     offset_map,
+                    txns,
                     now_ms=now_ms,
                     delete_retention_ms=settings.delete_retention_ms,
                     producer_last_offsets=producer_last_offsets,
+                    producer_epochs=producer_epochs,
                     stats=stats,
                     cancelled=cancelled,
                 )

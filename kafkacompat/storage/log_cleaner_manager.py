@@ -4,8 +4,9 @@
 *Which log, which range.* Each compacted log has a *first dirty offset*: where the previous
 round stopped (``cleaner-offset-checkpoint`` in the data directory), or the log start offset.
 Everything from the log start up to it is the *clean* part; from it up to the *first uncleanable
-offset* (the active segment's base, the first segment younger than ``min.compaction.lag.ms``,
-and, here, the recovery point: only fsync'd segments are rewritten) is the *cleanable* part,
+offset* (the active segment's base, the last stable offset: never past an open transaction,
+the first segment younger than ``min.compaction.lag.ms``, and, here, the recovery point: only
+fsync'd segments are rewritten) is the *cleanable* part,
 rounded down to whole segments. The log whose dirty ratio, cleanable / (clean + cleanable), is
 highest and above ``min.cleanable.dirty.ratio`` is cleaned next; ``max.compaction.lag.ms``
 forces a log whose oldest dirty segment is too old.
@@ -16,7 +17,7 @@ from __future__ import annotations
 import bisect
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -37,9 +38,16 @@ log = logging.getLogger(__name__)
 LONG_MAX: Final = (1 << 63) - 1
 
 
-def cleanable_range(log: Log, first_dirty_offset: int | None, now_ms: int) -> LogToClean | None:
+def cleanable_range(
+    log: Log,
+    first_dirty_offset: int | None,
+    now_ms: int,
+    first_unstable_offset: int | None = None,
+) -> LogToClean | None:
     """The log's cleanable range, or None when it is not compacted or has one segment
-    (Kafka's ``LogCleanerManager.cleanableOffsets`` and ``calculateCleanableBytes``)."""
+    (Kafka's ``LogCleanerManager.cleanableOffsets`` and ``calculateCleanableBytes``).
+    ``first_unstable_offset`` is the first offset of the earliest open transaction (the
+    partition's producer state knows it; None with none open)."""
     if not getattr(log.settings, "compact", False):
         return None
     settings = cleaner_settings(log)
@@ -50,7 +58,11 @@ def cleanable_range(log: Log, first_dirty_offset: int | None, now_ms: int) -> Lo
     if first_dirty_offset is None or not start <= first_dirty_offset <= log.log_end_offset:
         first_dirty_offset = start
     active_base = segments[-1].base_offset
+    # Kafka's lastStableOffset: the first unstable offset, else the high watermark. What lies
+    # past it may yet be aborted, and its markers are not written yet.
     first_uncleanable = min(active_base, log.recovery_point, log.high_watermark)
+    if first_unstable_offset is not None:
+        first_uncleanable = min(first_uncleanable, first_unstable_offset)
     lag = settings.min_compaction_lag_ms
     inactive = segments[:-1]
     if lag > 0:
@@ -144,10 +156,15 @@ class LogCleanerManager:
         self.last_stats: CleanerStats | None = None
 
     def grab_filthiest(
-        self, logs: Iterable[tuple[tuple[str, int], object]], now_ms: int
+        self,
+        logs: Iterable[tuple[tuple[str, int], object]],
+        now_ms: int,
+        first_unstable_offset: Callable[[tuple[str, int]], int | None] | None = None,
     ) -> tuple[tuple[str, int], LogToClean] | None:
         """The compacted log most in need of cleaning, if any: forced ones first (max
-        compaction lag), then the highest dirty ratio above min.cleanable.dirty.ratio."""
+        compaction lag), then the highest dirty ratio above min.cleanable.dirty.ratio.
+        ``first_unstable_offset`` gives a partition's (its producer state's); without it no
+        transaction is taken to be open."""
         from kafkacompat.storage.log import Log
 
         best: tuple[tuple[str, int], LogToClean] | None = None
@@ -158,11 +175,18 @@ class LogCleanerManager:
                 or partition_log.offline_reason is not None  # left as is for recovery
             ):
                 continue
-            plan = cleanable_range(
-                partition_log, self.checkpoint.first_dirty_offset(tp, partition_log), now_ms
-            )
+            first_dirty = self.checkpoint.first_dirty_offset(tp, partition_log)
+            plan = cleanable_range(partition_log, first_dirty, now_ms)
             if plan is None or not plan.should_clean():
                 continue
+            if first_unstable_offset is not None:
+                # Asked only of a log dirty enough without it (the bound only narrows the
+                # range, so it never makes a log dirtier): it may load the producer state.
+                plan = cleanable_range(
+                    partition_log, first_dirty, now_ms, first_unstable_offset(tp)
+                )
+                if plan is None or not plan.should_clean():
+                    continue
             if best is None or (plan.forced, plan.dirty_ratio) > (
                 best[1].forced,
                 best[1].dirty_ratio,

@@ -174,6 +174,7 @@ class ProducerAppendInfo:
         "_coordinator_epoch",
         "_current",
         "_epoch",
+        "_from_client",
         "_in_txn",
         "_last_seq",
         "producer_id",
@@ -181,11 +182,19 @@ class ProducerAppendInfo:
     )
 
     def __init__(
-        self, topic_partition: TopicPartition, producer_id: int, current: ProducerStateEntry
+        self,
+        topic_partition: TopicPartition,
+        producer_id: int,
+        current: ProducerStateEntry,
+        *,
+        from_client: bool = True,
     ) -> None:
         self.topic_partition = topic_partition
         self.producer_id = producer_id
         self._current = current
+        # Kafka's AppendOrigin: the broker's own writers (the group coordinator's transactional
+        # offset commits) carry no meaningful sequence numbers, so only a client's are checked.
+        self._from_client = from_client
         # The updated entry: the current epoch, and no batches until this request adds some.
         self._epoch = current.producer_epoch
         self._last_seq: int | None = None
@@ -228,7 +237,8 @@ class ProducerAppendInfo:
         self, producer_epoch: int, first_seq: int, last_seq: int, is_transactional: bool = False
     ) -> None:
         self.check_producer_epoch(producer_epoch)
-        self._check_sequence(producer_epoch, first_seq)
+        if self._from_client:
+            self._check_sequence(producer_epoch, first_seq)
         if self._in_txn and not is_transactional:
             raise InvalidTxnStateError(
                 f"expected a transactional write from {self._where()}, which is in a transaction"
@@ -378,10 +388,14 @@ class ProducerStateManager:
         self,
         batches: Iterable[HeaderFields],
         markers: Mapping[int, EndTransactionMarker] | None = None,
+        *,
+        from_client: bool = True,
     ) -> ProducerAppendPlan:
         """:meth:`prepare_append` on the headers of batches the log's validator already
         checked (Kafka's ``UnifiedLog.analyzeAndValidateProducerState``): no second CRC pass.
-        ``markers``: the marker of each control batch, by its index among ``batches``."""
+        ``markers``: the marker of each control batch, by its index among ``batches``.
+        ``from_client=False`` (Kafka's ``AppendOrigin.COORDINATOR``): neither duplicates nor
+        sequences are checked, only epochs, as the coordinator writes no sequences."""
         infos: dict[int, ProducerAppendInfo] = {}
         pending: list[_PendingBatch] = []
         relative_offset = 0
@@ -395,7 +409,7 @@ class ProducerStateManager:
                 attributes = fields[FIELD_ATTRIBUTES]
                 is_control = attributes & CONTROL_FLAG_MASK
                 current = self._producers.get(producer_id)
-                if current is not None and not is_control:
+                if current is not None and not is_control and from_client:
                     duplicate = current.find_duplicate(producer_epoch, first_seq, last_seq)
                     if duplicate is not None:
                         return ProducerAppendPlan(duplicate, (), self._version)
@@ -405,6 +419,7 @@ class ProducerStateManager:
                         self.topic_partition,
                         producer_id,
                         current if current is not None else ProducerStateEntry(producer_id),
+                        from_client=from_client,
                     )
                     infos[producer_id] = info
                 marker = None

@@ -193,6 +193,21 @@ class UnifiedLog:
             if entry.batches
         }
 
+    def producer_epochs_without_data(self) -> dict[int, int] | None:
+        """Each active producer with no data batch in its state (an epoch bump, such as the
+        coordinator's abort of a timed-out transaction, clears them) and its epoch: the
+        cleaner keeps the header of its markers of that epoch, which fence older epochs
+        (Kafka's ``lastRecordsOfActiveProducers`` with no last data offset). None when the
+        state was never loaded since start-up."""
+        state = self._producer_state
+        if state is None:
+            return None
+        return {
+            producer_id: entry.producer_epoch
+            for producer_id, entry in state.active_producers.items()
+            if not entry.batches
+        }
+
     def _on_roll(self, new_base_offset: int) -> None:
         state = self._producer_state
         if state is not None and state.map_end_offset <= new_base_offset:
@@ -237,7 +252,9 @@ class UnifiedLog:
         if all(fields[FIELD_PRODUCER_ID] == NO_PRODUCER_ID for _, fields in validated.batches):
             info = self.local.append_validated(validated, leader_epoch=leader_epoch, now_ms=now_ms)
             return info
-        plan = state.analyze((fields for _, fields in validated.batches), markers)
+        plan = state.analyze(
+            (fields for _, fields in validated.batches), markers, from_client=from_client
+        )
         duplicate = plan.duplicate
         if duplicate is not None:
             self.check_online()  # the engine, which would refuse, is not asked

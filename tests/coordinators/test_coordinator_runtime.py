@@ -60,11 +60,11 @@ class FlakyStore(GroupStore):
         self.failing: ErrorCode | None = None
         self.appended: list[tuple[int, list[Record]]] = []
 
-    def append(self, partition: int, records: Iterable[Record]) -> int:
+    def append(self, partition: int, records: Iterable[Record], **producer: int) -> int:
         records = list(records)
         if self.failing is not None:
             raise StoreError("injected", self.failing)
-        offset = super().append(partition, records)
+        offset = super().append(partition, records, **producer)
         self.appended.append((partition, records))
         return offset
 
@@ -101,7 +101,9 @@ class CounterShard:
         self.offsets: dict[tuple[str, int], int] = {}
         self.loaded = False
 
-    def replay(self, record: CoordinatorRecord) -> None:
+    def replay(
+        self, record: CoordinatorRecord, producer_id: int = -1, record_offset: int = -1
+    ) -> None:
         assert isinstance(record, OffsetCommitRecord)
         tp = (record.topic, record.partition)
         if record.value is None:

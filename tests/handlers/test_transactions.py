@@ -589,3 +589,46 @@ def test_a_stop_between_prepare_commit_and_the_markers_commits_on_restart(
 
     run_with_broker(tmp_path, before)
     run_with_broker(tmp_path, after)
+
+
+def test_admin_apis_describe_producers_and_list_transactions(tmp_path: Path) -> None:
+    from kafkacompat.protocol.messages.describe_producers_request import (
+        DescribeProducersRequest,
+        TopicRequest,
+    )
+    from kafkacompat.protocol.messages.describe_transactions_request import (
+        DescribeTransactionsRequest,
+    )
+    from kafkacompat.protocol.messages.list_transactions_request import ListTransactionsRequest
+
+    async def scenario(broker: Broker, _clock: Clock) -> None:
+        broker.controller.create_topic("t", 1)
+        txn = Txn(broker, "app-9")
+        await txn.init()
+        await txn.add(("t", 0))
+        await txn.produce("t", 0, [b"a", b"b"])
+        described = await send(
+            broker, DescribeProducersRequest(topics=[TopicRequest("t", [0, 3])]), 0
+        )
+        known, unknown = described.topics[0].partitions
+        assert unknown.error_code == E.UNKNOWN_TOPIC_OR_PARTITION
+        [producer] = known.active_producers
+        assert (producer.producer_id, producer.last_sequence) == (txn.producer_id, 1)
+        assert producer.current_txn_start_offset == 0
+        listed = await send(
+            broker, ListTransactionsRequest(state_filters=["Ongoing", "Sleeping"]), 1
+        )
+        assert listed.unknown_state_filters == ["Sleeping"]
+        assert [(t.transactional_id, t.transaction_state) for t in listed.transaction_states] == [
+            ("app-9", "Ongoing")
+        ]
+        none_long = await send(broker, ListTransactionsRequest(duration_filter=3_600_000), 1)
+        assert none_long.transaction_states == []
+        answer = await send(
+            broker, DescribeTransactionsRequest(transactional_ids=["app-9", "nobody"]), 0
+        )
+        states = {s.transactional_id: s for s in answer.transaction_states}
+        assert states["nobody"].error_code == E.TRANSACTIONAL_ID_NOT_FOUND
+        assert [(d.topic, d.partitions) for d in states["app-9"].topics] == [("t", [0])]
+
+    run_with_broker(tmp_path, scenario)
