@@ -5,6 +5,9 @@ they wrote, read with read_committed, is exactly what the input makes: no duplic
 gaps.  The killed run's open transaction left records on the broker that read_committed
 never shows (checked: read_uncommitted sees more).
 
+faust under an app SIGKILL is xfail (not strict): faust itself can split one event's
+writes over two transactions (``FAUST_SPLIT_EVENT``).
+
 The apps run in ``.venv-streams`` (see ``interop/streams.py``); without it these tests are
 skipped, and pytest -ra prints why.
 """
@@ -34,7 +37,6 @@ from interop.streams import (
     streams_python,
     wait_for,
 )
-from kafkacompat.protocol.supported import SUPPORTED_VERSIONS
 
 BASE_MS = 1_700_000_000_000
 """Event time of the first input record."""
@@ -45,16 +47,6 @@ WINDOW_MS = 1000
 TOTAL = 3000
 """Input records: 150 s of event time, 20 a window, 2 or 3 of each key."""
 APP_WAIT_S = 60.0
-
-
-TXN_OFFSET_COMMIT = 28
-pytestmark = pytest.mark.xfail(
-    TXN_OFFSET_COMMIT not in SUPPORTED_VERSIONS,
-    reason="the broker does not advertise TxnOffsetCommit (key 28) yet: the apps' "
-    "send_offsets_to_transaction fails (librdkafka _UNSUPPORTED_FEATURE in Quix, aiokafka "
-    "IncompatibleBrokerVersion in faust) after AddOffsetsToTxn succeeds",
-    strict=False,
-)
 
 
 @pytest.fixture(scope="module")
@@ -217,7 +209,23 @@ def check_output(scenario: Scenario, bootstrap: str, held: list[TopicPartition])
     ), held
 
 
-@pytest.mark.parametrize("name", SCENARIOS)
+FAUST_SPLIT_EVENT = (
+    "faust-streaming 0.15.3 can commit between one event's table write and its output "
+    "write (its commit runs at the agent's `await sink.send`): the changelog record lands "
+    "in the committed transaction, the output in the next one, which the kill aborts, so "
+    "the restarted worker's totals are off by that event.  Seen in about 1 run in 3; the "
+    "aiokafka debug log shows every broker answer error 0 and OffsetFetch after the "
+    "restart returning exactly the offsets of the last committed TxnOffsetCommit."
+)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "quix",
+        pytest.param("faust", marks=pytest.mark.xfail(reason=FAUST_SPLIT_EVENT, strict=False)),
+    ],
+)
 def test_app_sigkill_exactly_once(
     broker_factory: BrokerFactory, python: str, name: str, topic: str, tmp_path: Path
 ) -> None:
