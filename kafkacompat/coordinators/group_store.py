@@ -161,15 +161,20 @@ class GroupStore:
         return 0 if topic is None else topic.logs[partition].log_start_offset
 
     def read(self, partition: int, offset: int, max_bytes: int) -> tuple[bytes, int]:
-        """Whole batches of ``partition`` from ``offset`` (at least one, if there is any),
-        and the partition's log end offset."""
-        topic = self.topic()
-        if topic is None or partition >= topic.partitions:
-            return b"", 0
-        partition_log = topic.logs[partition]
-        end_offset = partition_log.log_end_offset
-        if offset >= end_offset:
-            return b"", end_offset
-        records = partition_log.read(offset, max_bytes).records
-        data = records.read() if isinstance(records, FileRegion) else bytes(records)
-        return data, end_offset
+        return read_whole_batches(self.topic(), partition, offset, max_bytes)
+
+
+def read_whole_batches(
+    topic: Topic | None, partition: int, offset: int, max_bytes: int
+) -> tuple[bytes, int]:
+    """Whole batches of ``partition`` from ``offset`` (at least one, if there is any), and
+    the partition's log end offset: what a coordinator's start-up load reads."""
+    if topic is None or partition >= topic.partitions:
+        return b"", 0
+    partition_log = topic.logs[partition]
+    end_offset = partition_log.log_end_offset
+    if offset >= end_offset:
+        return b"", end_offset
+    records = partition_log.read(offset, max_bytes).records
+    data = records.read() if isinstance(records, FileRegion) else bytes(records)
+    return data, end_offset

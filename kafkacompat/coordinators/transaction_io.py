@@ -23,6 +23,7 @@ from typing import Final
 from kafkacompat.cluster.replica_manager import ReplicaManager, TxnMarker
 from kafkacompat.cluster.replica_manager import TransactionResult as MarkerResult
 from kafkacompat.coordinators.group_records import OFFSETS_TOPIC
+from kafkacompat.coordinators.group_store import read_whole_batches
 from kafkacompat.coordinators.transaction_coordinator import TransactionResult
 from kafkacompat.coordinators.transaction_log import (
     TRANSACTION_STATE_TOPIC,
@@ -32,7 +33,6 @@ from kafkacompat.coordinators.transaction_log import (
 from kafkacompat.coordinators.transaction_metadata import TopicPartition
 from kafkacompat.errors import ErrorCode, KafkaProtocolError
 from kafkacompat.records import RecordBatchBuilder
-from kafkacompat.storage.base import FileRegion
 from kafkacompat.storage.manager import LogManager, Topic
 
 log = logging.getLogger(__name__)
@@ -120,16 +120,7 @@ class TransactionStateLog:
         return 0 if topic is None else topic.logs[partition].log_start_offset
 
     def read(self, partition: int, offset: int, max_bytes: int) -> tuple[bytes, int]:
-        topic = self.topic()
-        if topic is None or partition >= topic.partitions:
-            return b"", 0
-        partition_log = topic.logs[partition]
-        end_offset = partition_log.log_end_offset
-        if offset >= end_offset:
-            return b"", end_offset
-        records = partition_log.read(offset, max_bytes).records
-        data = records.read() if isinstance(records, FileRegion) else bytes(records)
-        return data, end_offset
+        return read_whole_batches(self.topic(), partition, offset, max_bytes)
 
 
 class LocalTxnMarkerWriter:
