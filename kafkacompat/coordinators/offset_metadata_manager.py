@@ -220,6 +220,13 @@ class OffsetMetadataManager:
             # tells the member to rejoin.
             member = group.get(member_id)
             self.group_manager.schedule_session_expiration(group, member, member.session_timeout_ms)
+        return self._commit_records(group_id, offsets)
+
+    def _commit_records(
+        self, group_id: str, offsets: dict[TopicPartition, OffsetAndMetadata]
+    ) -> CoordinatorResult[dict[TopicPartition, ErrorCode]]:
+        """One commit record per partition, and OFFSET_METADATA_TOO_LARGE where the metadata
+        is over ``offset.metadata.max.bytes`` (those partitions are not written)."""
         limit = self.config.offset_metadata_max_bytes
         errors: dict[TopicPartition, ErrorCode] = {}
         records: list[CoordinatorRecord] = []
@@ -284,16 +291,7 @@ class OffsetMetadataManager:
         )
         if error is not None:
             return no_records(dict.fromkeys(offsets, error))
-        limit = self.config.offset_metadata_max_bytes
-        errors: dict[TopicPartition, ErrorCode] = {}
-        records: list[CoordinatorRecord] = []
-        for tp, committed in offsets.items():
-            if len(committed.metadata) > limit:
-                errors[tp] = E.OFFSET_METADATA_TOO_LARGE
-            else:
-                records.append(OffsetCommitRecord(group_id, tp[0], tp[1], committed))
-                errors[tp] = E.NONE
-        return CoordinatorResult(records, errors)
+        return self._commit_records(group_id, offsets)
 
     # -- OffsetFetch and OffsetDelete -------------------------------------------------------------
 

@@ -138,7 +138,13 @@ class Txn:
         }
 
     async def produce(
-        self, topic: str, partition: int, values: list[bytes], version: int = 11
+        self,
+        topic: str,
+        partition: int,
+        values: list[bytes],
+        version: int = 11,
+        *,
+        with_transactional_id: bool = True,
     ) -> Any:
         tp = (topic, partition)
         builder = RecordBatchBuilder(
@@ -150,7 +156,7 @@ class Txn:
         for value in values:
             builder.append(value, timestamp=self.broker.now_ms(), key=b"k")
         request = ProduceRequest(
-            transactional_id=self.id,
+            transactional_id=self.id if with_transactional_id else None,
             acks=-1,
             timeout_ms=1000,
             topic_data=[
@@ -268,37 +274,10 @@ def test_a_partition_not_in_the_transaction_is_refused(tmp_path: Path) -> None:
         assert new.error_code == E.TRANSACTION_ABORTABLE
         assert broker.replica_manager.get_partition("t", 1).log.log_end_offset == 0  # type: ignore[union-attr]
         # Without a transactional id in the request, transactional records are refused.
-        request = ProduceRequest(
-            transactional_id=None,
-            acks=1,
-            timeout_ms=1000,
-            topic_data=[
-                TopicProduceData(
-                    name="t",
-                    partition_data=[
-                        PartitionProduceData(
-                            index=0,
-                            records=_one_txn_batch(broker, txn),
-                        )
-                    ],
-                )
-            ],
-        )
-        answer = (await send(broker, request, 11)).responses[0].partition_responses[0]
+        answer = await txn.produce("t", 0, [b"y"], with_transactional_id=False)
         assert answer.error_code == E.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
 
     run_with_broker(tmp_path, scenario)
-
-
-def _one_txn_batch(broker: Broker, txn: Txn) -> bytes:
-    builder = RecordBatchBuilder(
-        producer_id=txn.producer_id,
-        producer_epoch=txn.epoch,
-        base_sequence=0,
-        is_transactional=True,
-    )
-    builder.append(b"y", timestamp=broker.now_ms())
-    return bytes(builder.build())
 
 
 def test_add_partitions_fails_whole_on_an_unknown_partition(tmp_path: Path) -> None:
